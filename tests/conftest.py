@@ -18,3 +18,11 @@ def fixtures_dir() -> Path:
     if not FIXTURES_DIR.is_dir():
         pytest.fail(f"shared fixtures not found at {FIXTURES_DIR}")
     return FIXTURES_DIR
+
+# Every module in tests/fixtures/ is a pytest plugin: each area adds its fixtures there
+# (sshd.py, fake_clouds.py, ...) without editing this file.
+pytest_plugins = sorted(
+    f"tests.fixtures.{path.stem}"
+    for path in (Path(__file__).parent / "fixtures").glob("*.py")
+    if path.stem != "__init__"
+)

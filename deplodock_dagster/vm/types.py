@@ -45,6 +45,7 @@ class VMConnectionInfo:
     username: str
     delete_info: dict
     port_mappings: tuple[tuple[int, int], ...] = ()  # (VM port, public port)
+    transport: str = "ssh"  # "ssh", or "local" for a fixed host that is this machine
     password: str | None = field(default=None, repr=False, compare=False)
 
     def public_port(self, vm_port: int) -> int:
@@ -65,6 +66,7 @@ class VMConnectionInfo:
             "username": self.username,
             "delete_info": dict(self.delete_info),
             "port_mappings": [list(pair) for pair in self.port_mappings],
+            "transport": self.transport,
         }
 
     @classmethod
@@ -78,6 +80,7 @@ class VMConnectionInfo:
             username=data["username"],
             delete_info=dict(data["delete_info"]),
             port_mappings=tuple(tuple(pair) for pair in data.get("port_mappings", ())),
+            transport=data.get("transport", "ssh"),
         )
 
 
