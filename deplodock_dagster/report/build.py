@@ -257,6 +257,7 @@ def summary_markdown(output: ReportOutput) -> str:
     lines = [
         f"**{output.result_count} results** from {output.files_read} files; "
         f"{len(output.model_paths)} models; workbooks in `{output.out_dir}`.",
+        f"Prices: {output.prices_source or 'none'}.",
         "",
     ]
     if output.best_by_model:

@@ -49,7 +49,7 @@ class MeasuredResult:
 
 @dataclass
 class Collected:
-    """What was found: results, tasks without numbers (failed or skipped), and files that were skipped."""
+    """What was found: results, tasks without numbers (failed or skipped), skipped files."""
 
     results: list[MeasuredResult] = field(default_factory=list)
     unmeasured_tasks: list[str] = field(default_factory=list)  # "task_id: error"

@@ -71,17 +71,26 @@ def prices_from_mapping(data: object, source: str = "prices") -> dict[str, float
 
 
 def gpu_hour_price(prices: dict[str, float], gpu_short: str, gpu_name: str = "") -> float | None:
-    """The $ per GPU-hour for a GPU by its short name, else its full name; None if absent."""
-    for key in (gpu_short, gpu_name):
+    """The $ per GPU-hour for a GPU by its full name, else its short name; None if absent.
+
+    The full name wins so that GPUs sharing a short name (A100 40GB and 80GB) can be priced
+    apart.
+    """
+    for key in (gpu_name, gpu_short):
         if key and _normalise(key) in prices:
             return prices[_normalise(key)]
     return None
 
 
 def find_prices_file(results_dirs: list[Path]) -> Path | None:
-    """The first `pricing.yaml` found in the results folders, if any."""
-    for folder in results_dirs:
-        candidate = Path(folder) / PRICES_FILE_NAME
+    """The first `pricing.yaml` in a results folder, else in a results folder's parent.
+
+    The parent counts because archives keep related runs in subfolders (such as
+    `single-query/`) under the folder that holds the prices.
+    """
+    folders = [Path(folder) for folder in results_dirs]
+    for candidate_dir in folders + [folder.resolve().parent for folder in folders]:
+        candidate = candidate_dir / PRICES_FILE_NAME
         if candidate.is_file():
             return candidate
     return None
