@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 want_engine=0
 [[ "${1:-}" == "--engine" ]] && want_engine=1
 
-apt_packages=(openssh-server openssh-client)
+apt_packages=(openssh-server openssh-client nginx)  # nginx: balancer conf tests
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
