@@ -9,6 +9,11 @@ Safety: the file is built as data and dumped with yaml.safe_dump, so every recip
 quoted as YAML needs; the engine command is a list (no shell parses it); `$` in recipe values
 is escaped so compose interpolation cannot pull host variables in; the HF token reaches the
 containers only through `env_file` (written by the deploy with mode 0600), never inline.
+
+compose-spec.json beside this module is the Compose Specification's JSON schema from the
+compose-spec/compose-spec repository (Apache-2.0, see compose-spec.LICENSE), as bundled in
+check-jsonschema 0.39.0 (sha256 d549057e...3ed10e64). To update it, take schema/
+compose-spec.json from a newer release of either and run tests/test_compose.py.
 """
 
 from __future__ import annotations
@@ -20,16 +25,15 @@ from functools import lru_cache
 from importlib import resources
 from posixpath import isabs, join
 
-from deplodock_dagster.errors import DeployError
-from deplodock_dagster.recipe.engine_flags import container_command
-from deplodock_dagster.recipe.types import ResolvedRecipe
-
 from deplodock_dagster.deploy.nginx import (  # noqa: F401 (generate_nginx_conf re-exported)
     NGINX_CONF_NAME,
     NGINX_CONF_TARGET,
     engine_service_name,
     generate_nginx_conf,
 )
+from deplodock_dagster.errors import DeployError
+from deplodock_dagster.recipe.engine_flags import container_command
+from deplodock_dagster.recipe.types import ResolvedRecipe
 
 logger = logging.getLogger(__name__)
 
