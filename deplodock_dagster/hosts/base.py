@@ -8,6 +8,7 @@ written by this package and data passed as positional arguments ($1, $2, ...).
 
 from __future__ import annotations
 
+import re
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -96,3 +97,32 @@ class Host(ABC):
 def join_command(argv: Sequence[str]) -> str:
     """The shell-safe text of `argv`, with registered secrets redacted (for logs)."""
     return redact(shlex.join([str(item) for item in argv]))
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def shell_command(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> str:
+    """The one shell line that runs `argv` in `cwd` with `env` added, every item quoted.
+
+    `cd DIR && env K=V ... ARGV`: what a remote shell receives. Raises ValueError for an
+    empty argv or an environment name that is not a shell identifier.
+    """
+    if not argv:
+        raise ValueError("empty command: argv needs at least the program name")
+    parts = []
+    if cwd:
+        parts.append(f"cd {shlex.quote(str(cwd))} &&")
+    if env:
+        for key in env:
+            if not _ENV_NAME.fullmatch(str(key)):
+                raise ValueError(f"environment variable name {key!r} is not a shell identifier")
+        assignments = [shlex.quote(f"{key}={value}") for key, value in env.items()]
+        parts.append("env " + " ".join(assignments))
+    parts.append(shlex.join([str(item) for item in argv]))
+    return " ".join(parts)
