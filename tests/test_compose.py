@@ -297,3 +297,33 @@ def test_validator_accepts_the_seed_compose(fixtures_dir):
             / "h100_x_8_zai-org_GLM-4.6-FP8_vllm_benchmark.txt").read_text()
     compose = text[text.index("services:"):text.index("============ Benchmark Command")]
     validate_compose(compose)
+
+
+# --- the shipped recipes -----------------------------------------------------------------
+
+
+def test_every_shipped_task_as_planned_gives_a_valid_compose():
+    """Each task of recipes/, with the device ids the planner gives it, is a valid compose."""
+    from deplodock_dagster.bench.tasks import enumerate_tasks
+    from deplodock_dagster.planner.group_by_model_and_gpu import GroupByModelAndGpuPlanner
+    from deplodock_dagster.recipe import find_recipes
+
+    groups = GroupByModelAndGpuPlanner().plan(enumerate_tasks(find_recipes()))
+    tasks = [task for group in groups for task in group.tasks]
+    assert tasks, "no recipes found"
+    seen_balancer = seen_pinned = seen_sglang = False
+    for task in tasks:
+        _, data = render(task.recipe, gpu_device_ids=task.gpu_device_ids)
+        services = data["services"]
+        engines = [name for name in services if name.startswith("engine_")]
+        assert len(engines) == task.recipe.num_instances, task.task_id
+        seen_balancer |= BALANCER_SERVICE in services
+        seen_pinned |= task.gpu_device_ids is not None
+        seen_sglang |= task.recipe.engine.engine == "sglang"
+        # Every engine's GPUs, together, are the task's GPUs, each once.
+        devices = [gpu_devices(services[name])[0] for name in engines]
+        if "count" not in devices[0]:
+            ids = [i for device in devices for i in device["device_ids"]]
+            assert len(ids) == len(set(ids)) == task.recipe.gpu_count, task.task_id
+    # The shipped recipes exercise every shape; if they stop doing so, this test says so.
+    assert seen_balancer and seen_pinned and seen_sglang
