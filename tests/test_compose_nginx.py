@@ -126,9 +126,11 @@ def _port_free_on_all(addresses) -> int:
     raise RuntimeError("no TCP port free on all of %s" % (addresses,))
 
 
-def _wait_for_port(port: int) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"nginx exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -187,7 +189,11 @@ http {{
     log = open(tmp / "nginx.log", "w")
     process = subprocess.Popen(in_namespace(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for_port(listen_port)
+        try:
+            _wait_for_port(listen_port, process)
+        except AssertionError as error:
+            log.flush()
+            raise AssertionError(f"{error}\n{(tmp / 'nginx.log').read_text()}") from None
         yield {"check": check, "port": listen_port, "engines": engines, "log": tmp / "nginx.log"}
     finally:
         process.terminate()
@@ -272,7 +278,12 @@ def test_real_nginx_passes_stream_events_while_the_engine_generates(balancer):
         # event must come through while the response is still open (streamed TTFT).
         # (nginx 1.22 passes this with proxy_buffering on too; the conf test pins "off",
         # which also stops nginx spooling long generations to temp files.)
-        assert response.read1(64) == b"data: first\n\n"
+        first = b""
+        while len(first) < len(b"data: first\n\n"):
+            piece = response.read1(64)
+            assert piece, f"stream ended early after {first!r}"
+            first += piece
+        assert first == b"data: first\n\n"
         for engine in engines:
             engine.release.set()
         assert response.read() == b"data: last\n\n"
