@@ -117,6 +117,14 @@ def test_store_and_legacy_archive_in_one_report(store_dir, fixtures_dir, tmp_pat
     assert a100[0]["Token Price ($/mtok)"] is None
 
 
+def test_one_task_folder_is_read_once(store_dir, tmp_path):
+    task_dir = store_dir / "qwen30b" / "2xH100"
+    assert (task_dir / "h100x2_vllm_benchmark.txt").is_file()
+    output = build_report(task_dir, PRICES, tmp_path / "out")
+    assert output.result_count == 1
+    assert output.problems == []
+
+
 def test_unreadable_result_is_skipped_and_named(store_dir, tmp_path):
     broken = store_dir / "qwen30b" / "broken"
     broken.mkdir()
@@ -209,3 +217,21 @@ def test_importing_report_modules_loads_no_pandas_or_openpyxl():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_broken_legacy_files_are_named_and_the_rest_reported(fixtures_dir, tmp_path):
+    import shutil
+
+    archive = tmp_path / "archive"
+    shutil.copytree(fixtures_dir / "deplodock-results-2025-11", archive)
+    truncated = archive / "h100_x_8_zai-org_GLM-4.6-FP8_vllm_benchmark.txt"
+    truncated.write_text(truncated.read_text().split("Total input tokens")[0])
+    (archive / "notes_vllm_benchmark.txt").write_text("nothing\n")
+
+    output = build_report(archive, archive / "pricing.yaml", tmp_path / "out")
+    assert output.result_count == 8
+    assert len(output.problems) == 2
+    assert any(str(truncated) in p and "total_input_tokens" in p for p in output.problems)
+    assert any("notes_vllm_benchmark.txt: not a legacy result file name" in p
+               for p in output.problems)
+    assert "notes_vllm_benchmark.txt" in output.summary_markdown()

@@ -141,7 +141,10 @@ def collect_results(results_dirs: list[str | Path], *, strict: bool = False) -> 
                 "stored results or of *_vllm_benchmark.txt files"
             )
         store_files = sorted(folder.rglob(RESULT_FILE))
-        legacy_files = sorted(folder.glob(f"*{LEGACY_SUFFIX}"))
+        # A task folder of a store keeps its printed table beside result.json: read once.
+        legacy_files = [] if (folder / RESULT_FILE).is_file() else sorted(
+            folder.glob(f"*{LEGACY_SUFFIX}")
+        )
         for path in store_files + legacy_files:
             resolved = path.resolve()
             if resolved in seen:
