@@ -95,21 +95,22 @@ def _resolve(context: OpExecutionContext, config: DeployConfig, recipes: Recipes
 
 
 def _deploy_params(recipe, host, config: DeployConfig, bench: BenchSettingsResource,
-                   ssh: SSHResource, device_ids=None):
+                   ssh: SSHResource):
+    """DeployParams from the resolved recipe, the host, the job config and the settings."""
     from deplodock_dagster.deploy import DeployParams
 
     settings = bench.settings(ssh)
     return DeployParams(
         recipe=recipe,
         host=host,
-        runtime=config.runtime or recipe.runtime or settings.runtime,
+        runtime=config.runtime or settings.runtime_for(recipe.runtime),
         model_dir=settings.model_dir,
         deploy_dir=settings.deploy_dir,
         hf_token=settings.hf_token,
-        gpu_device_ids=device_ids,
         engine_python=settings.engine_python,
         port=config.port,
         health_timeout_s=settings.health_timeout_s,
+        install_missing=settings.install_missing,
         dry_run=config.dry_run,
     )
 
@@ -192,8 +193,8 @@ def deploy_cloud(context: OpExecutionContext, config: CloudDeployConfig,
     context.log.info("VM %s (%s %s) at %s", conn.name, conn.provider, conn.instance_id,
                      conn.host)
     bench_settings = bench.settings(ssh)
-    host = connect(conn, key_path=ssh.key_path or getattr(bench_settings, "ssh_key_path", None),
-                   known_hosts_path=ssh.known_hosts_path, host_key_policy="record")
+    host = connect(conn, key_path=bench_settings.ssh_key_path,
+                   known_hosts_path=bench_settings.known_hosts_path, host_key_policy="record")
     params = _deploy_params(recipe, host, config, bench, ssh)
     try:
         served = _deploy_on(context, params)

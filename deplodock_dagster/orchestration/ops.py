@@ -261,7 +261,7 @@ def run_group_tasks(
         returned = run_tasks(
             state.group,
             VMConnectionInfo.from_dict(state.vm),
-            bench.settings(ssh),
+            bench.settings(ssh, results_dir=results.root_dir),
             results.store(),
             context.run_id,
             force=config.force,

@@ -111,7 +111,7 @@ class BenchSettingsResource(ConfigurableResource):
     health_timeout_s: float | None = None
     prices_file: str | None = None
 
-    def settings(self, ssh: SSHResource | None = None):
+    def settings(self, ssh: SSHResource | None = None, results_dir: str | None = None):
         """A `BenchSettings` from the environment, these fields and the SSH settings."""
         from deplodock_dagster.bench.settings import BenchSettings
 
@@ -123,6 +123,7 @@ class BenchSettingsResource(ConfigurableResource):
             engine_python=self.engine_python,
             deploy_dir=self.deploy_dir,
             health_timeout_s=self.health_timeout_s,
+            results_dir=results_dir,
         )
         if ssh is not None:
             values.update(ssh_key_path=ssh.key_path, known_hosts_path=ssh.known_hosts_path)
