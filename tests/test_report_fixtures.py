@@ -19,8 +19,8 @@ ARCHIVE = "deplodock-results-2025-11"
 OLD_TITLES = ["Machine", "Throughput (tok/s)", "GPU Price ($/hour)", "Token Price ($/mtok)"]
 
 
-def read_sheet(path: Path) -> tuple[list[str], list[dict], dict[str, float]]:
-    """Header, rows as dicts, and column widths by title of the workbook's only sheet."""
+def read_sheet(path: Path) -> tuple[list[str], list[dict], dict[str, float], list]:
+    """Header, rows as dicts, column widths by title, and charts of the workbook's one sheet."""
     from openpyxl import load_workbook
 
     workbook = load_workbook(path)
@@ -35,8 +35,7 @@ def read_sheet(path: Path) -> tuple[list[str], list[dict], dict[str, float]]:
     for row in sheet.iter_rows(min_row=2):
         for cell in row:
             assert cell.number_format == "General", (path, cell.coordinate)
-    assert not sheet._charts  # the old workbooks have none
-    return header, [dict(zip(header, row)) for row in rows[1:]], widths
+    return header, [dict(zip(header, row)) for row in rows[1:]], widths, sheet._charts
 
 
 def same_row(ours: dict, theirs: dict) -> bool:
@@ -50,6 +49,26 @@ def same_row(ours: dict, theirs: dict) -> bool:
     )
 
 
+def check_cost_chart(charts: list, header: list[str], row_count: int) -> None:
+    """One bar chart of the $/Mtok column, one bar per row, labelled by machine."""
+    from openpyxl.chart import BarChart
+    from openpyxl.utils import get_column_letter
+
+    (chart,) = charts
+    assert isinstance(chart, BarChart)
+    (series,) = chart.series
+    cost = get_column_letter(header.index("Token Price ($/mtok)") + 1)
+    machine = get_column_letter(header.index("Machine") + 1)
+    last = row_count + 1
+
+    def cells(column: str) -> str:  # openpyxl writes one cell as $L$2, not $L$2:$L$2
+        end = f":${column}${last}" if last > 2 else ""
+        return f"'Benchmark Results'!${column}$2{end}"
+
+    assert series.val.numRef.f == cells(cost)
+    assert series.cat.numRef.f == cells(machine)
+
+
 def compare_folder(fixture_folder: Path, out_dir: Path, prices: Path) -> None:
     output = build_report([fixture_folder], prices, out_dir)
     assert output.problems == []
@@ -60,8 +79,9 @@ def compare_folder(fixture_folder: Path, out_dir: Path, prices: Path) -> None:
 
     model_of_row: dict[tuple, str] = {}
     for name in expected_names:
-        their_header, theirs, their_widths = read_sheet(fixture_folder / name)
-        our_header, ours, our_widths = read_sheet(out_dir / name)
+        their_header, theirs, their_widths, their_charts = read_sheet(fixture_folder / name)
+        our_header, ours, our_widths, our_charts = read_sheet(out_dir / name)
+        assert their_charts == []
         assert their_header == OLD_TITLES
         assert "Model" in our_header and our_header.index("Model") == 0
         assert [t for t in our_header if t in OLD_TITLES] == OLD_TITLES
@@ -80,6 +100,7 @@ def compare_folder(fixture_folder: Path, out_dir: Path, prices: Path) -> None:
             assert unmatched == []
             assert [r["Machine"] for r in ours] == sorted(r["Machine"] for r in ours)
             combined = ours
+            assert our_charts == []
         else:
             # Per model: one row per machine, in the old order (by machine).
             for our_row, their_row in zip(ours, theirs):
@@ -90,6 +111,7 @@ def compare_folder(fixture_folder: Path, out_dir: Path, prices: Path) -> None:
             assert name == "benchmark_report_" + model.replace("/", "_") + ".xlsx"
             for row in ours:
                 model_of_row[(row["Machine"], row["Throughput (tok/s)"])] = model
+            check_cost_chart(our_charts, our_header, len(ours))
 
     # The combined workbook's Model column agrees with the per-model workbooks.
     assert {(r["Machine"], r["Throughput (tok/s)"]): r["Model"] for r in combined} == model_of_row

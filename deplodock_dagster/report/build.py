@@ -7,7 +7,8 @@ whose GPU has no price keeps its measured numbers and gets empty price cells.
 Written to the output folder, named as the old tool named them:
 
 - `benchmark_report.xlsx`: every result;
-- `benchmark_report_{org}_{model}.xlsx`: one per model.
+- `benchmark_report_{org}_{model}.xlsx`: one per model, with a bar chart of $/Mtok per
+  machine beside the table.
 """
 
 from __future__ import annotations
@@ -214,12 +215,14 @@ def build_report(
     def titled(selected: list[dict]) -> list[dict]:
         return [{TITLES[key]: row.get(key) for key in TITLES} for row in selected]
 
+    cost = TITLES["usd_per_mtok"]
     combined_path = write_workbook(titled(rows), titles, out_dir / COMBINED_WORKBOOK)
     model_paths = {}
     for model in sorted({row["model"] for row in rows}):
         selected = [row for row in rows if row["model"] == model]
         model_paths[model] = write_workbook(
-            titled(selected), titles, out_dir / model_workbook_name(model)
+            titled(selected), titles, out_dir / model_workbook_name(model),
+            chart=(cost, TITLES["machine"]),
         )
     logger.info("wrote %d workbooks to %s", 1 + len(model_paths), out_dir)
 
