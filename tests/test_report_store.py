@@ -162,6 +162,16 @@ def test_no_results_is_a_clear_error(tmp_path, cpu_metrics):
         build_report(tmp_path / "missing", PRICES, tmp_path / "out")
 
 
+def test_legacy_subfolders_are_not_mixed_in(fixtures_dir, tmp_path):
+    import shutil
+
+    nested = tmp_path / "archives"
+    shutil.copytree(fixtures_dir / "deplodock-results-2025-11" / "single-query",
+                    nested / "single-query")
+    with pytest.raises(ConfigError, match="subfolders of an old archive are not read"):
+        build_report(nested, PRICES, tmp_path / "out")
+
+
 def test_report_without_prices_keeps_numbers(store_dir, tmp_path):
     output = build_report(store_dir, None, tmp_path / "out")
     assert output.result_count == 3

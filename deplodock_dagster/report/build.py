@@ -191,7 +191,8 @@ def build_report(
             collected.unmeasured_tasks) else ""
         raise ConfigError(
             f"no benchmark results found in {folders}{detail}; expected result.json files of "
-            "a result store or *_vllm_benchmark.txt files"
+            "a result store, or *_vllm_benchmark.txt files directly in the folder (subfolders "
+            "of an old archive are not read: pass each with --results)"
         )
 
     rows = sorted((_row(result, price_table) for result in collected.results), key=_sort_key)

@@ -13,12 +13,9 @@ per-GPU price times its GPU count.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from deplodock_dagster.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 PRICES_FILE_NAME = "pricing.yaml"
 
