@@ -166,6 +166,26 @@ def _best_by_model(rows: list[dict]) -> dict[str, BestMachine]:
     return dict(sorted(best.items()))
 
 
+def _price_problems(rows: list[dict], missing: list[str], have_prices: bool,
+                    prices_source: str | None) -> list[str]:
+    """One message per GPU without a price (or one saying there are no prices at all)."""
+    if not have_prices:
+        return ["no prices file: GPU price and $/Mtok are left empty (pass --prices)"]
+    problems = []
+    for gpu in missing:
+        machines = sorted({row["machine"] for row in rows if row["gpu"] == gpu})
+        problems.append(
+            f"no price for GPU '{gpu}' in {prices_source}: $/Mtok left empty for "
+            f"{', '.join(machines)}; add '{gpu}: <$ per GPU-hour>' under 'pricing:'"
+        )
+    return problems
+
+
+def _titled(rows: list[dict]) -> list[dict]:
+    """Rows keyed by workbook column title."""
+    return [{title: row.get(key) for key, title in TITLES.items()} for row in rows]
+
+
 def build_report(
     results_dirs: list[str | Path] | str | Path,
     prices: str | Path | dict | None,
@@ -195,35 +215,23 @@ def build_report(
             "of an old archive are not read: pass each with --results)"
         )
 
+    # Price every row; a GPU without a price keeps its numbers and is named once.
     rows = sorted((_row(result, price_table) for result in collected.results), key=_sort_key)
-    problems = list(collected.problems)
     missing = sorted({row["gpu"] for row in rows if row["price_per_hour_usd"] is None})
-    if price_table is None:
-        problems.append("no prices file: GPU price and $/Mtok are left empty (pass --prices)")
-    else:
-        for gpu in missing:
-            names = sorted({row["machine"] for row in rows if row["gpu"] == gpu})
-            problems.append(
-                f"no price for GPU '{gpu}' in {prices_source}: $/Mtok left empty for "
-                f"{', '.join(names)}; add '{gpu}: <$ per GPU-hour>' under 'pricing:'"
-            )
-    for problem in problems[len(collected.problems):]:
+    price_problems = _price_problems(rows, missing, price_table is not None, prices_source)
+    for problem in price_problems:
         logger.warning("%s", problem)
 
+    # Write the combined workbook, then one per model with its $/Mtok chart.
     out_dir = Path(out_dir)
-    titles = [title for _, title in COLUMNS]
-
-    def titled(selected: list[dict]) -> list[dict]:
-        return [{TITLES[key]: row.get(key) for key in TITLES} for row in selected]
-
-    cost = TITLES["usd_per_mtok"]
-    combined_path = write_workbook(titled(rows), titles, out_dir / COMBINED_WORKBOOK)
+    combined_path = write_workbook(_titled(rows), list(TITLES.values()),
+                                   out_dir / COMBINED_WORKBOOK)
     model_paths = {}
     for model in sorted({row["model"] for row in rows}):
         selected = [row for row in rows if row["model"] == model]
         model_paths[model] = write_workbook(
-            titled(selected), titles, out_dir / model_workbook_name(model),
-            chart=(cost, TITLES["machine"]),
+            _titled(selected), list(TITLES.values()), out_dir / model_workbook_name(model),
+            chart=(TITLES["usd_per_mtok"], TITLES["machine"]),
         )
     logger.info("wrote %d workbooks to %s", 1 + len(model_paths), out_dir)
 
@@ -235,7 +243,7 @@ def build_report(
         summary=summary,
         files_read=collected.files_read,
         unmeasured_tasks=collected.unmeasured_tasks,
-        problems=problems,
+        problems=collected.problems + price_problems,
         missing_prices=missing if price_table is not None else [],
         prices_source=prices_source,
         best_by_model=_best_by_model(rows),
