@@ -37,6 +37,7 @@ from deplodock_dagster.recipe.validate import (
     build_resolved,
     check_variant_name,
     describe,
+    key_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ RECIPE_FILE = "recipe.yaml"
 TOP_LEVEL_KEYS = (*VARIANT_KEYS, "variants", "matrices")
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 20_000  # YAML aliases can make a small file a huge (or endless) structure
+MAX_DEPTH = 32
 MAX_SWEEP_POINTS = 1_000
 RECIPE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -125,20 +127,23 @@ def read_recipe_file(path: Path) -> dict:
 
 
 def _check_size(where: str, raw: object) -> None:
-    """Refuse structures that aliases blew up (or made recursive)."""
-    stack, seen = [raw], 0
+    """Refuse structures that aliases blew up (or made recursive), or nested absurdly deep."""
+    stack, seen = [(raw, 1)], 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         seen += 1
         if seen > MAX_NODES:
             raise RecipeError(
                 where, "(yaml)", f"more than {MAX_NODES} values (aliases expanding, or recursive)"
             )
+        if depth > MAX_DEPTH:
+            raise RecipeError(
+                where, "(yaml)", f"nested more than {MAX_DEPTH} levels deep, or recursive"
+            )
         if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
+            stack.extend((child, depth + 1) for child in (*node.keys(), *node.values()))
         elif isinstance(node, (list, tuple)):
-            stack.extend(node)
+            stack.extend((child, depth + 1) for child in node)
 
 
 def deep_merge(base: object, override: object) -> object:
@@ -310,7 +315,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     for key in raw:
         if not isinstance(key, str) or key not in TOP_LEVEL_KEYS:
             raise RecipeError(
-                where, str(key), "unknown key", f"allowed: {', '.join(TOP_LEVEL_KEYS)}"
+                where, key_name(key), "unknown key", f"allowed: {', '.join(TOP_LEVEL_KEYS)}"
             )
     variants = raw.get("variants")
     if not isinstance(variants, Mapping) or not variants:
@@ -335,7 +340,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         for key in variant_raw:
             if not isinstance(key, str) or key not in (*VARIANT_KEYS, "matrices"):
                 raise RecipeError(
-                    where, f"variants.{variant_name}.{key}", "unknown key",
+                    where, f"variants.{variant_name}.{key_name(key)}", "unknown key",
                     f"allowed: {', '.join((*VARIANT_KEYS, 'matrices'))}",
                 )
         tasks.extend(_resolve_points(where, name, variant_name, base, variant_raw))

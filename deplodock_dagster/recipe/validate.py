@@ -120,6 +120,13 @@ def describe(value: object) -> str:
     return f"{type_name} {text}" if type_name != "number" else text
 
 
+def key_name(key: object) -> str:
+    """A mapping key as it appears in a field path; odd keys (empty, not text) are quoted."""
+    if isinstance(key, str) and key and key.isprintable() and len(key) <= 80:
+        return key
+    return describe(key) if not isinstance(key, str) else repr(key[:80])
+
+
 class _Checker:
     """Field checks for one merged mapping; every failure names the file and field."""
 
@@ -130,6 +137,8 @@ class _Checker:
 
     def fail(self, field: str, problem: str, hint: str | None = None) -> RecipeError:
         where = self.locate(field)
+        if where == field and self.variant and field in ("gpu", "gpu_count"):
+            where = f"variants.{self.variant}.{field}"  # a variant's own fields
         if where == field and self.variant:
             problem += f" (variant {self.variant})"
         return RecipeError(self.path, where, problem, hint)
@@ -142,7 +151,7 @@ class _Checker:
             raise self.fail(field, f"expected a mapping, got {describe(value)}")
         for key in value:
             if not isinstance(key, str) or key not in allowed:
-                name = f"{field}.{key}" if field else str(key)
+                name = f"{field}.{key_name(key)}" if field else key_name(key)
                 raise self.fail(
                     name, f"unknown key {describe(key)}", f"allowed: {', '.join(allowed)}"
                 )
@@ -259,7 +268,7 @@ class _Checker:
         for name, item in value.items():
             if not isinstance(name, str) or not ENV_NAME_RE.match(name):
                 raise self.fail(
-                    f"{field}.{name}",
+                    f"{field}.{key_name(name)}",
                     f"invalid variable name {describe(name)}",
                     "expected [A-Z_][A-Z0-9_]*",
                 )
@@ -289,7 +298,7 @@ def check_variant_name(path: str, name: object) -> str:
     if not isinstance(name, str) or not VARIANT_NAME_RE.match(name):
         raise RecipeError(
             path,
-            f"variants.{name}",
+            f"variants.{key_name(name)}",
             f"invalid variant name {describe(name)}",
             "expected letters, digits and ._- such as 8xH200",
         )
@@ -308,6 +317,10 @@ def build_resolved(
     """Check a merged mapping (base + variant + sweep point) and build its ResolvedRecipe."""
     check = _Checker(path, variant, locate)
     config = check.mapping(config, "", VARIANT_KEYS)
+
+    description = config.get("description")
+    if description is not None and not isinstance(description, str):
+        raise check.fail("description", f"expected a string, got {describe(description)}")
 
     # Model
     if "model" not in config:
