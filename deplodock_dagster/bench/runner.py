@@ -22,6 +22,7 @@ from deplodock_dagster.bench.types import (
 from deplodock_dagster.deploy import deploy, engine_log_tail, teardown
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes import get_runtime
+from deplodock_dagster.deploy.runtimes.common import with_resolved_dirs
 from deplodock_dagster.errors import DeplodockError
 from deplodock_dagster.hosts.base import Host
 from deplodock_dagster.planner import BenchmarkTask
@@ -154,6 +155,7 @@ def run_task(
     errors: list[str] = []
     try:
         with _timed(timings, "deploy"):
+            params = with_resolved_dirs(params)
             outcome = deploy(params)
         result.deploy_spec = outcome.deploy_spec
         result.host_facts = collect_host_facts(params)

@@ -16,7 +16,12 @@ from importlib import resources
 from deplodock_dagster.bench.types import BenchmarkMetrics
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes import get_runtime
-from deplodock_dagster.deploy.runtimes.common import deploy_dir, local_url, model_path
+from deplodock_dagster.deploy.runtimes.common import (
+    deploy_dir,
+    local_url,
+    model_path,
+    with_resolved_dirs,
+)
 from deplodock_dagster.errors import BenchmarkError, DeplodockError, HostError
 from deplodock_dagster.hosts.base import join_command
 from deplodock_dagster.recipe.types import BenchmarkSpec
@@ -103,8 +108,9 @@ def run_benchmark_workload(
     """
     from deplodock_dagster.bench.parse import parse_bench_json
 
-    host = params.host
     runtime = get_runtime(params.runtime)
+    params = with_resolved_dirs(params)
+    host = params.host
     directory = deploy_dir(params)
     result_dir = f"{directory}/{BENCH_SUBDIR}"
     spec = params.recipe.benchmark

@@ -14,6 +14,7 @@ import logging
 
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes import DEFAULT_RUNTIME, DeployOutcome, get_runtime
+from deplodock_dagster.deploy.runtimes.common import with_resolved_dirs
 from deplodock_dagster.errors import DeplodockError
 
 logger = logging.getLogger(__name__)
@@ -24,12 +25,14 @@ def run_deploy(params: DeployParams) -> DeployOutcome:
 
     Raises DeployError (with `.engine_log_tail` when the engine got far enough to log).
     """
-    return get_runtime(params.runtime).deploy(params)
+    runtime = get_runtime(params.runtime)
+    return runtime.deploy(with_resolved_dirs(params))
 
 
 def run_teardown(params: DeployParams) -> bool:
     """Stop the engine of `params.deploy_dir`. True if one was running; idempotent."""
-    return get_runtime(params.runtime).teardown(params)
+    runtime = get_runtime(params.runtime)
+    return runtime.teardown(with_resolved_dirs(params))
 
 
 def deploy(params: DeployParams) -> DeployOutcome:
@@ -39,6 +42,8 @@ def deploy(params: DeployParams) -> DeployOutcome:
     """
     from deplodock_dagster.deploy.bootstrap import bootstrap
 
+    get_runtime(params.runtime)  # an unknown runtime fails before touching the host
+    params = with_resolved_dirs(params)
     bootstrap(params)
     try:
         return run_deploy(params)
@@ -58,7 +63,7 @@ def teardown(params: DeployParams) -> bool:
 def engine_log_tail(params: DeployParams, lines: int = 80) -> str:
     """The last lines of the engine's log on the host, secrets redacted ('' if none)."""
     try:
-        return get_runtime(params.runtime).log_tail(params, lines)
+        return get_runtime(params.runtime).log_tail(with_resolved_dirs(params), lines)
     except DeplodockError as error:
         logger.warning("could not read the engine log on %s: %s", params.host.name, error)
         return ""

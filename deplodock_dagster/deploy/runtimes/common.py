@@ -79,25 +79,33 @@ class Runtime(ABC):
 
 # Paths on the host.
 
-_HOME_SCRIPT = 'printf "%s" "$HOME"'
+HOME_SCRIPT = 'printf "%s" "$HOME"'
 
 
 def resolve_dir(params: DeployParams, path: str) -> str:
-    """`path` with a leading `~` replaced by the host user's home (argv items get no
-    tilde expansion). On a dry run the `~` stays as written."""
-    if not path.startswith("~"):
+    """`path` with a leading `~/` replaced by the host user's home (argv items get no
+    tilde expansion). On a dry run without a canned home the `~` stays as written."""
+    if path != "~" and not path.startswith("~/"):
         return path
-    if params.dry_run:
-        return path
-    home = params.host.run(["sh", "-c", _HOME_SCRIPT], timeout_s=30).stdout.strip()
+    home = params.host.run(["sh", "-c", HOME_SCRIPT], timeout_s=30).stdout.strip()
     if not home.startswith("/"):
+        if params.dry_run:
+            return path
         raise DeployError(f"{params.host.name}: cannot find the home directory for {path}")
-    return home + path[1:]
+    return home.rstrip("/") + path[1:]
 
 
 def deploy_dir(params: DeployParams) -> str:
     """The deploy directory on the host, absolute (except on a dry run)."""
     return resolve_dir(params, params.deploy_dir).rstrip("/") or "/"
+
+
+def with_resolved_dirs(params: DeployParams) -> DeployParams:
+    """`params` with `deploy_dir` made absolute on the host (one round trip, done once)."""
+    from dataclasses import replace
+
+    resolved = deploy_dir(params)
+    return params if resolved == params.deploy_dir else replace(params, deploy_dir=resolved)
 
 
 def model_path(params: DeployParams, model_dir: str | None = None) -> str:
@@ -156,6 +164,9 @@ def poll_health(
     `probe` returns "healthy", None (not yet), or any other text (the engine is gone: the
     text says why). Returns the seconds it took. Raises DeployError on death or timeout.
     """
+    if params.dry_run:
+        probe()  # recorded, so the transcript shows the check
+        return 0.0
     started = time.monotonic()
     deadline = started + params.health_timeout_s
     attempts = 0

@@ -224,7 +224,8 @@ class ProcessRuntime(Runtime):
             run_smoke_test(params)
         except DeployError as error:
             raise deploy_error_with_log(str(error), self.log_tail(params)) from None
-        logger.info("engine serves %s at %s", params.recipe.model_name, outcome.endpoint)
+        if not params.dry_run:
+            logger.info("engine serves %s at %s", params.recipe.model_name, outcome.endpoint)
         return outcome
 
     def teardown(self, params: DeployParams) -> bool:
