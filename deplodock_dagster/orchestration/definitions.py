@@ -42,10 +42,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
-def build_resources() -> dict:
-    """The resources every job uses, configured from the environment."""
+def build_resources(
+    *,
+    recipes_dir: str | None = None,
+    results_dir: str | None = None,
+    reports_dir: str | None = None,
+) -> dict:
+    """The resources every job uses, configured from the environment (arguments win)."""
     return {
-        "recipes": RecipesResource(recipes_dir=_env("DEPLODOCK_RECIPES_DIR")),
+        "recipes": RecipesResource(recipes_dir=recipes_dir or _env("DEPLODOCK_RECIPES_DIR")),
         "cloud": CloudResource(cloudrift_api_key=_secret("CLOUDRIFT_API_KEY")),
         "ssh": SSHResource(
             key_path=_env("DEPLODOCK_SSH_KEY"),
@@ -55,8 +60,12 @@ def build_resources() -> dict:
             hf_token=_secret("HF_TOKEN"),
             prices_file=_env("DEPLODOCK_PRICES_FILE"),
         ),
-        "results": ResultStoreResource(root_dir=_env("DEPLODOCK_RESULTS_DIR", "results")),
-        "report": ReportResource(out_dir=_env("DEPLODOCK_REPORTS_DIR", "reports")),
+        "results": ResultStoreResource(
+            root_dir=results_dir or _env("DEPLODOCK_RESULTS_DIR", "results")
+        ),
+        "report": ReportResource(
+            out_dir=reports_dir or _env("DEPLODOCK_REPORTS_DIR", "reports")
+        ),
     }
 
 

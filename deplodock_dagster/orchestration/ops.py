@@ -341,14 +341,18 @@ def _results_table(states: list[GroupState]) -> str:
     return "\n".join(lines)
 
 
-@op(out=Out(Nothing))
+@op(out=Out(Nothing, is_required=False))
 def finish_benchmark(context: OpExecutionContext, states: list[GroupState]):
     """The asset's output, then the run's verdict, once every group's VM is deleted.
 
     The output is None (results live in the ResultStore) with metadata the UI shows; it is
     yielded first so the partitions record what was measured even when the run then fails,
-    naming every failed task and every VM left behind.
+    naming every failed task and every VM left behind. With no group (a dry run, or a
+    variants filter that matched nothing) nothing is materialized.
     """
+    if not states:
+        context.log.info("no group ran: nothing to materialize")
+        return
     results = [result for state in states for result in state.results]
     outcomes: dict[str, int] = {}
     for result in results:
