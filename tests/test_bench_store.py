@@ -63,3 +63,19 @@ def test_bad_file_names_are_refused(tmp_path):
         except ValueError:
             continue
         raise AssertionError(f"{name!r} was accepted")
+
+
+def test_saving_again_keeps_the_older_result_in_history(tmp_path):
+    store = ResultStore(tmp_path)
+    store.save(_result(finished_at="2026-12-01T02:00:00+00:00"), {"table.txt": "first"})
+    store.save(_result(finished_at="2026-12-02T02:00:00+00:00", outcome=OUTCOME_FAILED),
+               {"table.txt": "second"})
+    folder = store.task_dir("tiny-cpu/cpu")
+    assert (folder / "table.txt").read_text() == "second"
+    assert store.load("tiny-cpu/cpu").outcome == OUTCOME_FAILED
+    history = store.history("tiny-cpu/cpu")
+    assert [r.finished_at for r in history] == ["2026-12-01T02:00:00+00:00"]
+    (old_dir,) = (folder / "history").iterdir()
+    assert (old_dir / "table.txt").read_text() == "first"
+    # History is not mistaken for current results.
+    assert len(store.all_results()) == 1

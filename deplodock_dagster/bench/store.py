@@ -6,7 +6,9 @@ Layout under the store root:
     <root>/<recipe_name>/<task slug>/<other files>      raw benchmark JSON and table,
                                                         deploy spec, engine log, ...
 
-The task slug is the variant, plus the sweep point when there is one. Every file is written
+The task slug is the variant, plus the sweep point when there is one. Saving over an older
+result first moves the older files into `<task folder>/history/<its finish time>/`, so a
+forced or nightly re-run never loses what an earlier run measured. Every file is written
 to a temporary name and renamed into place, so a run killed mid-write never leaves a
 half-written result, and `result.json` is written last: a folder without it holds no result.
 Text is redacted of registered secrets before it is written.
@@ -24,6 +26,7 @@ from deplodock_dagster.bench.types import TaskResult
 from deplodock_dagster.secrets import redact, redact_obj
 
 RESULT_FILE = "result.json"
+HISTORY_DIR = "history"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
 
 
@@ -61,6 +64,7 @@ class ResultStore:
         """
         folder = self.task_dir(result.task_id)
         folder.mkdir(parents=True, exist_ok=True)
+        self._archive_previous(folder)
         for name, content in (files or {}).items():
             if "/" in name or name in ("", ".", "..", RESULT_FILE):
                 raise ValueError(f"bad result file name {name!r}")
@@ -68,6 +72,36 @@ class ResultStore:
         data = redact_obj(result.to_dict())
         _atomic_write(folder / RESULT_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
         return folder
+
+    def history(self, task_id: str) -> list[TaskResult]:
+        """Earlier results of `task_id` that a newer save replaced, oldest first."""
+        base = self.task_dir(task_id) / HISTORY_DIR
+        return [
+            TaskResult.from_dict(json.loads(path.read_text()))
+            for path in sorted(base.glob(f"*/{RESULT_FILE}"))
+        ]
+
+    def _archive_previous(self, folder: Path) -> None:
+        current = folder / RESULT_FILE
+        if not current.is_file():
+            return
+        try:
+            stamp = json.loads(current.read_text()).get("finished_at") or ""
+        except ValueError:
+            stamp = ""
+        stamp = _UNSAFE.sub("_", stamp) or f"{current.stat().st_mtime:.0f}"
+        target = folder / HISTORY_DIR / stamp
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = folder / HISTORY_DIR / f"{stamp}-{suffix}"
+        target.mkdir(parents=True)
+        # result.json first: a crash mid-way leaves the folder without a current result,
+        # never with a current result next to another run's raw files.
+        os.replace(current, target / RESULT_FILE)
+        for path in folder.iterdir():
+            if path.is_file() and not path.name.startswith("."):
+                os.replace(path, target / path.name)
 
     def load(self, task_id: str) -> TaskResult | None:
         """The stored result of `task_id`, or None."""

@@ -26,6 +26,7 @@ from deplodock_dagster.errors import BenchmarkError, ConfigError
 logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+HISTORY_DIR = "history"  # see bench/store.py
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,11 @@ def collect_results(results_dirs: list[str | Path], *, strict: bool = False) -> 
                 f"results folder {folder} does not exist; pass --results with a folder of "
                 "stored results or of *_vllm_benchmark.txt files"
             )
-        store_files = sorted(folder.rglob(RESULT_FILE))
+        # Results a newer run replaced sit in `history/` folders: the report shows the latest.
+        store_files = sorted(
+            path for path in folder.rglob(RESULT_FILE)
+            if HISTORY_DIR not in path.relative_to(folder).parts
+        )
         # A task folder of a store keeps its printed table beside result.json: read once.
         legacy_files = [] if (folder / RESULT_FILE).is_file() else sorted(
             folder.glob(f"*{LEGACY_SUFFIX}")
