@@ -139,6 +139,8 @@ CASES = [
      "extra_env.lower", ["invalid variable name", "[A-Z_][A-Z0-9_]*"]),
     ("env newline value", lambda d: _set(d, "extra_env", {"A": "x\nrm"}),
      "extra_env.A", ["line breaks"]),
+    ("env shell syntax", lambda d: _set(d, "extra_env", {"A": "${HOME}`id`"}),
+     "extra_env.A", ["value contains '$' '`'", "env files and shells"]),
     ("env secret", lambda d: _set(d, "extra_env", {"HF_TOKEN": "hf_abc"}),
      "extra_env.HF_TOKEN", ["looks like a secret"]),
     ("env bool", lambda d: _set(d, "extra_env", {"FLAG": True}),

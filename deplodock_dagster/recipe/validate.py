@@ -91,6 +91,7 @@ IMAGE_RE = re.compile(
 )
 # One argv word: flags, numbers, paths, JSON objects. No quotes but ", no shell syntax.
 ARG_RE = re.compile(r'^[A-Za-z0-9_.,:=/+@%{}\[\]"-]{1,1000}$')
+ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9_.,:=/+@%{}\[\] -]*$")
 ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 SECRET_ENV_RE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY")
 VARIANT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -289,6 +290,14 @@ class _Checker:
                 raise self.fail(f"{field}.{name}", "line breaks are not allowed in a value")
             if len(text) > 4096:
                 raise self.fail(f"{field}.{name}", "value longer than 4096 characters")
+            if not ENV_VALUE_RE.match(text):
+                bad = sorted({char for char in text if not ENV_VALUE_RE.match(char)})
+                raise self.fail(
+                    f"{field}.{name}",
+                    f"value contains {' '.join(repr(char) for char in bad)}",
+                    "use letters, digits, spaces and _.,:=/+@%{}[]- only; "
+                    "env files and shells would interpret the rest",
+                )
             env[name] = text
         return env
 
