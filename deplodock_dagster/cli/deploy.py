@@ -325,8 +325,9 @@ def cmd_cloud(args) -> int:
     print(f"VM {conn.name} ({conn.provider} {conn.instance_id}) at {conn.host}")
     code = 1
     try:
-        key = settings.ssh_key_path or getattr(cloud_settings, "ssh_key_path", None)
-        host = connect(conn, key_path=key, known_hosts_path=settings.known_hosts_path,
+        key = settings.ssh_key_path or str(cloud_settings.private_key_path())
+        known_hosts = settings.known_hosts_path or cloud_settings.known_hosts_path
+        host = connect(conn, key_path=key, known_hosts_path=known_hosts,
                        host_key_policy="record")
         try:
             if args.bench:
@@ -355,6 +356,6 @@ def _delete_vm(delete_cloud_vm, conn, cloud_settings) -> None:
         print(f"VM {conn.name} deleted")
     except DeplodockError as error:
         print(f"deplodock: VM {conn.name} ({conn.provider} {conn.instance_id}) was NOT "
-              f"deleted: {redact(str(error))}\nDelete it by hand: deplodock vm delete "
-              f"{conn.provider} ...", file=sys.stderr)
+              f"deleted: {redact(str(error))}\nDelete it by hand (delete info: "
+              f"{conn.delete_info}) or with `deplodock vm delete`.", file=sys.stderr)
         raise
