@@ -318,3 +318,23 @@ def test_connect_registers_the_vm_password(tmp_path):
     host = connect(_conn(password="vm-password-1234"), key_path=tmp_path / "k")
     assert isinstance(host, SSHHost)
     assert redact("pw vm-password-1234") == "pw ***"
+
+
+def test_after_an_idle_drop_the_next_calls_just_work(sshd_factory, tmp_path):
+    """Nothing was running when the link dropped, so nothing can run twice: reconnect."""
+    server = sshd_factory()
+    ssh = SSHHost(server.address, 22, "root", server.key_path,
+                  known_hosts_path=server.known_hosts_path)
+    target = str(tmp_path / "f.txt")
+    ssh.write_file(target, "one")
+
+    server.drop_connections()
+    assert ssh.run(["echo", "again"]).stdout == "again\n"
+    server.drop_connections()
+    assert ssh.read_file(target) == b"one"
+    server.drop_connections()
+    ssh.write_file(target, "two")
+    server.drop_connections()
+    assert ssh.file_exists(target)
+    assert (tmp_path / "f.txt").read_text() == "two"
+    ssh.close()

@@ -260,17 +260,18 @@ class SSHHost(Host):
             )
         logger.debug("run on %s: %s", self.name, shown)
 
-        client = self._connected_client()
         started = time.monotonic()
+        channel = self._open_channel(shown)
         try:
-            channel = client.get_transport().open_session(timeout=self.connect_timeout_s)
             channel.exec_command(remote)
-        except (OSError, EOFError, paramiko.SSHException) as error:
+        except (ConnectionError, EOFError, paramiko.SSHException) as error:
+            # The request may have reached the host: do not send it again.
+            channel.close()
             self._drop_client()
             raise HostError(
                 self.name,
-                f"connection lost before the command started ({_describe(error)}): {shown}. "
-                f"It did not run; retrying is safe.",
+                f"connection lost while starting the command ({_describe(error)}): {shown}. "
+                f"It may or may not have started; it was not re-sent.",
                 transient=True,
             ) from error
 
@@ -285,6 +286,25 @@ class SSHHost(Host):
                                        f"killed: {shown}")
         result = CommandResult(shown, exit_code, stdout, stderr, duration_s)
         return self._check(result, check)
+
+    def _open_channel(self, shown: str):
+        """A session channel on a live connection. A connection found dead here is opened
+        again once: no command was sent on it, so nothing can run twice."""
+        for attempt in (1, 2):
+            client = self._connected_client()
+            try:
+                return client.get_transport().open_session(timeout=self.connect_timeout_s)
+            except (OSError, EOFError, paramiko.SSHException) as error:
+                self._drop_client()
+                if attempt == 2:
+                    raise HostError(
+                        self.name,
+                        f"connection lost before the command started ({_describe(error)}): "
+                        f"{shown}. It did not run; retrying is safe.",
+                        transient=True,
+                    ) from error
+                logger.info("%s: connection was dropped; reconnecting", self.name)
+        raise AssertionError("unreachable")
 
     def _collect(self, channel, timeout_s, on_output, shown) -> tuple[int, str, str]:
         """Read both streams until the command exits; stream lines to `on_output`."""
@@ -339,71 +359,81 @@ class SSHHost(Host):
 
     # -- files --------------------------------------------------------------------------
 
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        with self._lock:
-            client = self._connected_client()
-            if self._sftp is None:
-                self._sftp = client.open_sftp()
-            return self._sftp
+    def _sftp_call(self, what: str, action: Callable[[paramiko.SFTPClient], object]):
+        """Run `action` with the SFTP session, on a live connection.
+
+        Every file action here is safe to repeat (reads, and writes that end in a rename),
+        so after a dropped connection it runs once more on a new one. A file error (no such
+        file, permission) is a HostError that is not transient.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._lock:
+                    client = self._connected_client()
+                    if self._sftp is None:
+                        self._sftp = client.open_sftp()
+                    sftp = self._sftp
+                return action(sftp)
+            except (ConnectionError, EOFError, paramiko.SSHException) as error:
+                self._drop_client()
+                if attempt == 2:
+                    raise HostError(
+                        self.name, f"connection lost trying to {what}: {_describe(error)}",
+                        transient=True,
+                    ) from error
+                logger.info("%s: connection was dropped; reconnecting", self.name)
+            except OSError as error:
+                raise HostError(self.name, f"cannot {what}: {_describe(error)}") from error
+        raise AssertionError("unreachable")
 
     def write_file(self, path: str, content: str | bytes, mode: int = 0o644) -> None:
         data = content.encode() if isinstance(content, str) else content
         logger.debug("write on %s: %s (%d bytes, mode %04o)", self.name, path, len(data), mode)
         target = PurePosixPath(path)
-        tmp = str(target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"))
         parent = str(target.parent)
         if parent not in ("", ".", "/"):
             self.run(["mkdir", "-p", parent], timeout_s=self.connect_timeout_s)
-        try:
-            sftp = self._sftp_client()
-            # Create the temp file with the final mode so a secret is never world-readable.
-            with sftp.open(tmp, "wb") as handle:
-                handle.chmod(mode)
-                handle.write(data)
-            sftp.posix_rename(tmp, str(target))
-        except OSError as error:
-            self._remove_quietly(tmp)
-            raise HostError(self.name, f"cannot write {path}: {_describe(error)}") from error
-        except (EOFError, paramiko.SSHException) as error:
-            self._drop_client()
-            raise HostError(
-                self.name, f"connection lost while writing {path}: {_describe(error)}",
-                transient=True,
-            ) from error
 
-    def _remove_quietly(self, path: str) -> None:
-        try:
-            if self._sftp is not None:
-                self._sftp.remove(path)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
+        def write(sftp: paramiko.SFTPClient) -> None:
+            # Write a temp file next to the target, then rename: readers never see half a
+            # file. Its mode is set before any content goes in, so a secret is never
+            # readable by others.
+            tmp = str(target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"))
+            try:
+                with sftp.open(tmp, "wb") as handle:
+                    handle.chmod(mode)
+                    handle.write(data)
+                sftp.posix_rename(tmp, str(target))
+            except OSError:
+                _remove_quietly(sftp, tmp)
+                raise
+
+        self._sftp_call(f"write {path}", write)
 
     def read_file(self, path: str) -> bytes:
-        try:
-            with self._sftp_client().open(path, "rb") as handle:
+        def read(sftp: paramiko.SFTPClient) -> bytes:
+            with sftp.open(path, "rb") as handle:
                 handle.prefetch()
                 return handle.read()
-        except OSError as error:
-            raise HostError(self.name, f"cannot read {path}: {_describe(error)}") from error
-        except (EOFError, paramiko.SSHException) as error:
-            self._drop_client()
-            raise HostError(
-                self.name, f"connection lost while reading {path}: {_describe(error)}",
-                transient=True,
-            ) from error
+
+        return self._sftp_call(f"read {path}", read)
 
     def file_exists(self, path: str) -> bool:
-        try:
-            self._sftp_client().stat(path)
-            return True
-        except FileNotFoundError:
-            return False
-        except OSError as error:
-            raise HostError(self.name, f"cannot check {path}: {_describe(error)}") from error
-        except (EOFError, paramiko.SSHException) as error:
-            self._drop_client()
-            raise HostError(self.name, f"connection lost checking {path}", transient=True) \
-                from error
+        def exists(sftp: paramiko.SFTPClient) -> bool:
+            try:
+                sftp.stat(path)
+                return True
+            except FileNotFoundError:
+                return False
+
+        return self._sftp_call(f"check {path}", exists)
+
+
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.remove(path)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
 
 
 class _UnknownHostKeyPolicy(paramiko.MissingHostKeyPolicy):
