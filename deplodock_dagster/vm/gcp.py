@@ -425,7 +425,7 @@ class GcpProvider(VMProvider):
         insert = compute.instances().insert(project=self.config.project, zone=zone,
                                             body=self.insert_body(spec), requestId="<uuid>")
         wait = compute.zoneOperations().wait(project=self.config.project, zone=zone,
-                                             operation="<operation name>")
+                                             operation="operation-from-the-insert")
         get = compute.instances().get(project=self.config.project, zone=zone,
                                       instance=spec.name)
         return [
