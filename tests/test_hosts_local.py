@@ -100,3 +100,13 @@ def test_write_into_a_file_path_fails_clearly(host, tmp_path):
     blocker.write_text("x")
     with pytest.raises(HostError, match="cannot write"):
         host.write_file(str(blocker / "child"), "y")
+
+
+def test_importing_hosts_does_not_import_paramiko():
+    code = (
+        "import sys, deplodock_dagster.hosts as h\n"
+        "assert h.connect and h.LocalHost and h.DryRunHost\n"
+        "print('paramiko' in sys.modules)"
+    )
+    result = LocalHost().run([sys.executable, "-c", code])
+    assert result.stdout == "False\n"

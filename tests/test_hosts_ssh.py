@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from deplodock_dagster.errors import CommandFailed, HostError
-from deplodock_dagster.hosts import LocalHost, connect
-from deplodock_dagster.hosts.ssh import HostKeyError, SSHHost
+from deplodock_dagster.errors import CommandFailed, ConfigError, HostError
+from deplodock_dagster.hosts import HostKeyError, LocalHost, connect
+from deplodock_dagster.hosts.ssh import SSHHost
 from deplodock_dagster.secrets import redact
 from deplodock_dagster.vm.types import VMConnectionInfo
 from tests.fixtures.sshd import make_client_key
@@ -64,7 +64,7 @@ def test_run_env_and_cwd(host, tmp_path):
                       env={"A": "one two", "B": "x'y\"z"})
     assert result.stdout == f"{work}\none two|x'y\"z"
 
-    with pytest.raises(ValueError, match="not a shell identifier"):
+    with pytest.raises(ConfigError, match="not a shell identifier"):
         host.run(["true"], env={"A; touch x": "1"})
 
 
@@ -286,8 +286,10 @@ def _first_non_transient_error(ssh: SSHHost) -> HostError:
 
 
 def test_bad_policy_name_is_rejected():
-    with pytest.raises(ValueError, match="host_key_policy"):
+    with pytest.raises(ConfigError, match="host key policy 'trust-me'"):
         SSHHost("127.0.0.1", 22, "root", "/k", host_key_policy="trust-me")
+    with pytest.raises(ConfigError, match="no SSH key or password"):
+        SSHHost("127.0.0.1", 22, "root", None)
 
 
 # -- connect() --------------------------------------------------------------------------

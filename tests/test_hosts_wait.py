@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from deplodock_dagster.errors import HostError
-from deplodock_dagster.hosts.ssh import HostKeyError
+from deplodock_dagster.hosts import HostKeyError
 from deplodock_dagster.hosts.wait import wait_for_ssh
 from tests.fixtures.sshd import free_port, make_client_key
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import os
 
-from deplodock_dagster.hosts.base import CommandResult, Host, join_command, shell_command
+from deplodock_dagster.errors import ConfigError
+from deplodock_dagster.hosts.base import (
+    CommandResult,
+    Host,
+    HostKeyError,
+    join_command,
+    shell_command,
+)
 from deplodock_dagster.hosts.dryrun import DryRunHost
 from deplodock_dagster.hosts.local import LocalHost
 
@@ -16,6 +23,7 @@ __all__ = [
     "CommandResult",
     "DryRunHost",
     "Host",
+    "HostKeyError",
     "LocalHost",
     "connect",
     "join_command",
@@ -41,7 +49,7 @@ def connect(
     if conn.transport == "local":
         return LocalHost(name=conn.name or "local")
     if conn.transport != "ssh":
-        raise ValueError(f"{conn.name}: unknown transport {conn.transport!r} (ssh or local)")
+        raise ConfigError(f"{conn.name}: unknown transport {conn.transport!r} (ssh or local)")
     from deplodock_dagster.hosts.ssh import SSHHost
 
     return SSHHost(

@@ -14,10 +14,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from deplodock_dagster.errors import CommandFailed
+from deplodock_dagster.errors import CommandFailed, ConfigError, HostError
 from deplodock_dagster.secrets import redact
 
 OUTPUT_TAIL_LINES = 40
+
+
+class HostKeyError(HostError):
+    """A host's SSH key is unknown (strict checking) or not the key known for it.
+
+    Never transient: waiting or retrying will not fix it; a person must look.
+    """
 
 
 @dataclass
@@ -111,7 +118,7 @@ def shell_command(
     """The one shell line that runs `argv` in `cwd` with `env` added, every item quoted.
 
     `cd DIR && env K=V ... ARGV`: what a remote shell receives. Raises ValueError for an
-    empty argv or an environment name that is not a shell identifier.
+    empty argv, ConfigError for an environment name that is not a shell identifier.
     """
     if not argv:
         raise ValueError("empty command: argv needs at least the program name")
@@ -121,7 +128,10 @@ def shell_command(
     if env:
         for key in env:
             if not _ENV_NAME.fullmatch(str(key)):
-                raise ValueError(f"environment variable name {key!r} is not a shell identifier")
+                raise ConfigError(
+                    f"environment variable name {key!r} is not a shell identifier "
+                    f"(letters, digits and _, not starting with a digit)"
+                )
         assignments = [shlex.quote(f"{key}={value}") for key, value in env.items()]
         parts.append("env " + " ".join(assignments))
     parts.append(shlex.join([str(item) for item in argv]))

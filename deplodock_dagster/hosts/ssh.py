@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from deplodock_dagster.errors import HostError
-from deplodock_dagster.hosts.base import CommandResult, Host, shell_command
+from deplodock_dagster.errors import ConfigError, HostError
+from deplodock_dagster.hosts.base import CommandResult, Host, HostKeyError, shell_command
 from deplodock_dagster.secrets import redact, register_secret
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ LOCAL_TIMEOUT_GRACE_S = 15.0
 POLL_S = 0.5
 DROP_SETTLE_S = 2.0
 READ_CHUNK = 32768
-
-
-class HostKeyError(HostError):
-    """The host's key is unknown (strict policy) or not the one known: never transient."""
 
 
 class SSHHost(Host):
@@ -71,11 +67,15 @@ class SSHHost(Host):
         keepalive_s: int = DEFAULT_KEEPALIVE_S,
     ):
         if host_key_policy not in HOST_KEY_POLICIES:
-            raise ValueError(
-                f"host_key_policy {host_key_policy!r}: expected one of {HOST_KEY_POLICIES}"
+            raise ConfigError(
+                f"{username}@{address}:{port}: host key policy {host_key_policy!r} is not one "
+                f"of {', '.join(HOST_KEY_POLICIES)}"
             )
         if key_path is None and password is None:
-            raise ValueError(f"{username}@{address}:{port}: give key_path or password")
+            raise ConfigError(
+                f"{username}@{address}:{port}: no SSH key or password given (set the SSH key "
+                f"path)"
+            )
         self.address = address
         self.port = int(port)
         self.username = username

@@ -13,6 +13,7 @@ import socket
 import time
 
 from deplodock_dagster.errors import HostError
+from deplodock_dagster.hosts.base import HostKeyError
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def wait_for_ssh(
     repeat every `poll_interval_s` until `deadline_s` has passed, then HostError says how
     long it waited and the last error. A host key mismatch raises at once (not transient).
     """
-    from deplodock_dagster.hosts.ssh import HostKeyError, SSHHost  # paramiko when needed
+    from deplodock_dagster.hosts.ssh import SSHHost  # paramiko only when needed
 
     name = f"{username}@{address}:{port}"
     started = time.monotonic()
@@ -59,7 +60,7 @@ def wait_for_ssh(
                 address, port, username, key_path, known_hosts_path=known_hosts_path,
                 host_key_policy=host_key_policy, password=password,
                 connect_timeout_s=try_timeout, keepalive_s=0,
-            ), try_timeout, HostKeyError)
+            ), try_timeout)
             if error is None:
                 logger.info("SSH ready on %s after %.1fs (%d tries)", name,
                             time.monotonic() - started, tries)
@@ -87,12 +88,12 @@ def _probe_port(address: str, port: int, timeout_s: float) -> str | None:
         return f"port {port} not reachable: {error.strerror or error}"
 
 
-def _try_login(host, timeout_s: float, host_key_error: type) -> str | None:
+def _try_login(host, timeout_s: float) -> str | None:
     """None if a login runs `true`, else why not; a host key problem raises."""
     try:
         host.run(["true"], timeout_s=timeout_s)
         return None
-    except host_key_error:
+    except HostKeyError:
         raise  # a changed or unknown key will not fix itself by waiting
     except HostError as error:
         return str(error).removeprefix(f"{host.name}: ")
