@@ -21,7 +21,8 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_validate_bad_folder_prints_each_error_without_traceback(tmp_path):
     bad = tmp_path / "bad"
     broken = base()
-    broken["backend"]["vllm"]["extra_args"] = "--max-num-seqs 512"
+    broken["variants"]["2xH100"]["backend"] = {"vllm": {"extra_args": "--max-num-seqs 512"}}
+    broken["variants"]["8xH900"] = {"gpu": "H900", "gpu_count": 8}
     first = write_recipe(bad, broken, name="one")
     typo = base()
     typo["benchmark"]["num_promts"] = 3
@@ -34,11 +35,16 @@ def test_validate_bad_folder_prints_each_error_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
     lines = result.stderr.splitlines()
     assert (
-        f"deplodock: error: {first.relative_to(tmp_path)}: backend.vllm.extra_args[0]: "
+        f"deplodock: error: {first.relative_to(tmp_path)}: "
+        "variants.2xH100.backend.vllm.extra_args[0]: "
         "--max-num-seqs has a named field"
     ) in lines[0]
+    assert (
+        f"deplodock: error: {first.relative_to(tmp_path)}: variants.8xH900.gpu: "
+        "unknown GPU 'H900'"
+    ) in lines[1]
     assert f"deplodock: error: {second.relative_to(tmp_path)}: benchmark.num_promts: " \
-           "unknown key" in lines[1]
+           "unknown key" in lines[2]
     assert "2 of 3 recipes have errors" in result.stderr
     assert "ok  bad/three/recipe.yaml" in result.stdout
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deplodock_dagster.errors import RecipeError
-from deplodock_dagster.recipe import load_recipe, resolve_variant
+from deplodock_dagster.recipe import check_recipe, load_recipe, resolve_variant
 from tests.recipe_helpers import base, write_recipe
 
 
@@ -335,3 +335,19 @@ def test_description_must_be_text(tmp_path):
     error, _ = _error(tmp_path, data)
     assert error.field == "description"
     assert "expected a string, got list" in str(error)
+
+
+def test_check_recipe_reports_every_bad_variant_and_a_base_error_once(tmp_path):
+    data = base()
+    data["variants"]["8xH900"] = {"gpu": "H900", "gpu_count": 8}
+    data["variants"]["4xH100"] = {"gpu": "h100", "gpu_count": 3}
+    file = write_recipe(tmp_path, data)
+    errors = check_recipe(file.parent)
+    assert [error.field for error in errors] == [
+        "variants.8xH900.gpu", "variants.4xH100.gpu_count",
+    ]
+    data["model"]["name"] = "no-org"  # breaks every variant: reported once
+    errors = check_recipe(write_recipe(tmp_path, data).parent)
+    assert [error.field for error in errors] == ["model.name"]
+    assert all(error.path == str(file) for error in errors)
+    assert check_recipe(write_recipe(tmp_path, base(), name="good").parent) == []

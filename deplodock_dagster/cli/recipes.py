@@ -15,6 +15,7 @@ from pathlib import Path
 from deplodock_dagster.errors import ConfigError, RecipeError
 from deplodock_dagster.recipe import (
     RECIPE_FILE,
+    check_recipe,
     default_recipes_dir,
     find_recipes,
     load_recipe,
@@ -115,12 +116,13 @@ def run_validate(args: argparse.Namespace) -> int:
     failed = 0
     paths = _expand(list(args.paths))
     for path in paths:
-        try:
-            recipe = load_recipe(path)
-        except RecipeError as error:
-            print(f"deplodock: error: {error}", file=sys.stderr)
+        errors = check_recipe(path)
+        if errors:
+            for error in errors:
+                print(f"deplodock: error: {error}", file=sys.stderr)
             failed += 1
             continue
+        recipe = load_recipe(path)
         print(
             f"ok  {recipe.path}: {len(recipe.variants)} variants, {len(recipe.tasks)} tasks"
         )

@@ -2,6 +2,7 @@
 
     load_recipe(path) -> Recipe              a folder holding recipe.yaml, or a yaml file
     resolve_variant(path, variant) -> [...]  one ResolvedRecipe per sweep point
+    check_recipe(path) -> [RecipeError]      every error, one per field ([] when valid)
     find_recipes(root) -> [Path]             recipe folders under root, sorted
     RECIPES_DIR                              the repository's recipes/ (or
                                              DEPLODOCK_RECIPES_DIR)
@@ -14,6 +15,7 @@ no file and imports no heavy library (PyYAML is imported when a recipe is read).
 from deplodock_dagster.recipe.loader import (
     RECIPE_FILE,
     RECIPES_DIR,
+    check_recipe,
     default_recipes_dir,
     find_recipes,
     load_recipe,
@@ -37,6 +39,7 @@ __all__ = [
     "EngineSpec",
     "Recipe",
     "ResolvedRecipe",
+    "check_recipe",
     "default_recipes_dir",
     "find_recipes",
     "load_recipe",

@@ -302,6 +302,28 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
     Every variant and sweep point is resolved, so any error surfaces here as RecipeError.
     """
+    return _load(path, None)
+
+
+def check_recipe(path: str | os.PathLike) -> list[RecipeError]:
+    """Every error in a recipe, one per field (a bad variant does not hide the next one).
+
+    An empty list means `load_recipe` succeeds. Errors in the file as a whole (unreadable,
+    unknown top-level key) stop the check, since nothing after them can be trusted.
+    """
+    errors: list[RecipeError] = []
+    try:
+        _load(path, errors)
+    except RecipeError as error:
+        errors.append(error)
+    unique: dict[str, RecipeError] = {}
+    for error in errors:
+        unique.setdefault(error.field, error)  # a base error repeats in every variant
+    return list(unique.values())
+
+
+def _load(path: str | os.PathLike, errors: list[RecipeError] | None) -> Recipe:
+    """load_recipe; with `errors`, variant errors are appended there instead of raised."""
     file = recipe_file(path)
     where = str(file)
     name = recipe_name_for(file)
@@ -328,25 +350,37 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
     tasks: list[ResolvedRecipe] = []
     for variant_name, variant_raw in variants.items():
-        check_variant_name(where, variant_name)
-        if variant_raw is None:
-            variant_raw = {}
-        if not isinstance(variant_raw, Mapping):
-            raise RecipeError(
-                where, f"variants.{variant_name}",
-                f"expected a mapping, got {describe(variant_raw)}",
-                "e.g. {gpu: NVIDIA H200 141GB, gpu_count: 8}",
-            )
-        for key in variant_raw:
-            if not isinstance(key, str) or key not in (*VARIANT_KEYS, "matrices"):
-                raise RecipeError(
-                    where, f"variants.{variant_name}.{key_name(key)}", "unknown key",
-                    f"allowed: {', '.join((*VARIANT_KEYS, 'matrices'))}",
-                )
-        tasks.extend(_resolve_points(where, name, variant_name, base, variant_raw))
+        try:
+            tasks.extend(_resolve_variant(where, name, variant_name, base, variant_raw))
+        except RecipeError as error:
+            if errors is None:
+                raise
+            errors.append(error)
 
-    model_name = tasks[0].model_name
-    return Recipe(name=name, path=where, model_name=model_name, tasks=tuple(tasks))
+    if not tasks:  # only reachable when collecting errors
+        raise errors[0] if errors else RecipeError(where, "variants", "no variant resolved")
+    return Recipe(name=name, path=where, model_name=tasks[0].model_name, tasks=tuple(tasks))
+
+
+def _resolve_variant(
+    where: str, name: str, variant_name: object, base: dict, variant_raw: object
+) -> list[ResolvedRecipe]:
+    check_variant_name(where, variant_name)
+    if variant_raw is None:
+        variant_raw = {}
+    if not isinstance(variant_raw, Mapping):
+        raise RecipeError(
+            where, f"variants.{variant_name}",
+            f"expected a mapping, got {describe(variant_raw)}",
+            "e.g. {gpu: NVIDIA H200 141GB, gpu_count: 8}",
+        )
+    for key in variant_raw:
+        if not isinstance(key, str) or key not in (*VARIANT_KEYS, "matrices"):
+            raise RecipeError(
+                where, f"variants.{variant_name}.{key_name(key)}", "unknown key",
+                f"allowed: {', '.join((*VARIANT_KEYS, 'matrices'))}",
+            )
+    return _resolve_points(where, name, variant_name, base, variant_raw)
 
 
 def _resolve_points(
