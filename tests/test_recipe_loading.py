@@ -247,3 +247,12 @@ def test_matrices_can_sweep_extra_args_with_lists_of_lists(tmp_path):
     assert first.engine.extra_args == ("--enforce-eager",)
     assert second.engine.extra_args == ("-O3",)
     assert first.sweep_label == "extra_args=--enforce-eager"
+
+
+def test_the_example_in_recipes_readme_loads(tmp_path):
+    text = (RECIPES_DIR / "README.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    recipe = load_recipe(write_recipe(tmp_path, example, name="example").parent)
+    engines = {task.variant: task.engine.engine for task in recipe.tasks}
+    assert engines == {"8xH200": "vllm", "8xH200-sglang": "sglang"}
+    assert len(recipe.tasks) == 6  # 2 variants x 3 sweep points
