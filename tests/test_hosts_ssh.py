@@ -97,9 +97,10 @@ def test_injection_payloads_arrive_verbatim_and_never_run(host, tmp_path):
     result = host.run(["printf", "%s\\0", *payloads])
     assert result.stdout.split("\0")[:-1] == payloads
 
-    for payload in payloads:
-        got = host.run(["printenv", "VALUE"], env={"VALUE": payload})
-        assert got.stdout == payload + "\n"
+    env = {f"V{i}": payload for i, payload in enumerate(payloads)}
+    script = "printf '%s\\0' " + " ".join(f'"${name}"' for name in env)
+    got = host.run(["sh", "-c", script], env=env)
+    assert got.stdout.split("\0")[:-1] == payloads
 
     odd_dir = tmp_path / f"d $(touch {canary}) `touch {canary}` ; x"
     host.run(["mkdir", "-p", str(odd_dir)])
