@@ -256,3 +256,13 @@ def test_the_example_in_recipes_readme_loads(tmp_path):
     engines = {task.variant: task.engine.engine for task in recipe.tasks}
     assert engines == {"8xH200": "vllm", "8xH200-sglang": "sglang"}
     assert len(recipe.tasks) == 6  # 2 variants x 3 sweep points
+
+
+def test_every_shipped_task_serialises_to_json():
+    import json
+
+    for path in find_recipes(RECIPES_DIR):
+        for task in load_recipe(path).tasks:
+            data = json.loads(json.dumps(task.to_dict()))
+            assert data["task_id"] == task.task_id
+            assert data["gpu_name"] == task.gpu_name
