@@ -6,11 +6,14 @@ share one VM; a `BenchmarkPlanner` turns tasks into groups.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from deplodock_dagster.recipe.types import ResolvedRecipe
+
+MAX_LABEL_LEN = 63
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,31 @@ class ExecutionGroup:
 
     @property
     def label(self) -> str:
-        """Readable, unique-per-plan id such as `h100x8_zai_org_glm_4_6_fp8`.
+        """Readable id such as `h100x8_zai_org_glm_4_6_fp8`, unique per (GPU, count, model).
 
-        Safe as a Dagster mapping key, a VM name part and a label value: [a-z0-9_] only.
+        Safe as a Dagster mapping key, a VM name part and a label value: [a-z0-9_] only, at
+        most 63 characters. A short GPU name shared by two GPUs (`pro6000` for the
+        workstation and server editions) gets the words that tell them apart
+        (`pro6000_server`), and a label cut to
+        fit ends in a hash of the whole, so two groups of one plan never share a label.
         """
-        from deplodock_dagster.hardware import gpu_short_name
+        from deplodock_dagster.hardware import GPUS, gpu_short_name
 
-        model = re.sub(r"[^a-z0-9]+", "_", self.model_name.lower()).strip("_")
-        return f"{gpu_short_name(self.gpu_name)}x{self.gpu_count}_{model}"[:63]
+        short = gpu_short_name(self.gpu_name)
+        siblings = [info.name for info in GPUS if info.short_name == short]
+        if len(siblings) > 1:  # add the words that tell this GPU from its siblings
+            common = set.intersection(*(set(_slug(name).split("_")) for name in siblings))
+            own = [word for word in _slug(self.gpu_name).split("_") if word not in common]
+            short = "_".join([short, *own])
+        label = f"{short}x{self.gpu_count}_{_slug(self.model_name)}"
+        if len(label) > MAX_LABEL_LEN:
+            digest = hashlib.sha1(label.encode()).hexdigest()[:8]
+            label = f"{label[:MAX_LABEL_LEN - 9].rstrip('_')}_{digest}"
+        return label
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 class BenchmarkPlanner(ABC):
