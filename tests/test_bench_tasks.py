@@ -60,7 +60,7 @@ def test_planner_groups_by_model_and_gpu_largest_first_with_device_ids():
         "pro6000_serverx8_zai_org_glm_4_6_fp8",
         "h200x8_quanttrio_qwen3_coder_480b_a35b_instruct_awq",
         "h100x8_quanttrio_qwen3_coder_480b_a35b_instruct_awq",
-        "pro6000_serverx8_quanttrio_qwen3_coder_480b_a35b_instruct_awq",
+        "pro6000_workstationx8_quanttrio_qwen3_coder_480b_a35b_56caadd1",
     ])
     assert sum(len(group.tasks) for group in groups) == len(tasks)
 
