@@ -295,14 +295,16 @@ def _gcp_credentials(settings: CloudSettings):
 
 
 def resolve_vm_spec(gpu_name: str, gpu_count: int, *, settings: CloudSettings, run_id: str,
-                    group_label: str) -> list[VMSpec]:
+                    group_label: str, name: str | None = None,
+                    ssh_public_key: str | None = None) -> list[VMSpec]:
     """Every VM that could serve `gpu_count` x `gpu_name`, most preferred first.
 
     A fixed host comes first when one has the GPU; then hardware.py's instance types on each
     configured provider (GCP once per zone). ConfigError, saying what to set, if none.
+    `name` replaces the generated VM name; `ssh_public_key` the key read from settings.
     """
     full_name = hardware.resolve_gpu_name(gpu_name)
-    name = vm_name(run_id, group_label)
+    name = name or vm_name(run_id, group_label)
     labels = vm_labels(run_id, group_label)
     common = dict(gpu_name=full_name, gpu_count=gpu_count, name=name, labels=labels,
                   ports=tuple(settings.ports))
@@ -317,7 +319,7 @@ def resolve_vm_spec(gpu_name: str, gpu_count: int, *, settings: CloudSettings, r
             specs.append(VMSpec(provider="fixed", instance_type="fixed", ssh_public_key="",
                                 ssh_user="", **common))
 
-    public_key: str | None = None
+    public_key = ssh_public_key
     for provider, base in hardware.instance_types(full_name):
         if provider == "fixed":
             continue  # handled above, whatever the table says
@@ -355,12 +357,18 @@ def provision_cloud_vm(gpu_name: str, gpu_count: int, *, settings: CloudSettings
     """
     specs = resolve_vm_spec(gpu_name, gpu_count, settings=settings, run_id=run_id,
                             group_label=group_label)
+    return provision_from_specs(specs, settings=settings)
+
+
+def provision_from_specs(specs: list[VMSpec], *, settings: CloudSettings) -> VMConnectionInfo:
+    """Create the first candidate that has capacity, then wait for SSH (see above)."""
+    if not specs:
+        raise ConfigError("no VM candidates to try")
     capacity_errors: list[str] = []
     for spec in specs:
         provider = make_provider(spec.provider, settings, spec.gpu_name)
         where = f"{spec.provider} {spec.instance_type}" + (f" in {spec.zone}" if spec.zone else "")
-        logger.info("provisioning %s for group %s (run %s) on %s", spec.name, group_label,
-                    run_id, where)
+        logger.info("provisioning %s on %s", spec.name, where)
         try:
             conn = provider.create_instance(spec)
         except CapacityError as error:
@@ -374,7 +382,7 @@ def provision_cloud_vm(gpu_name: str, gpu_count: int, *, settings: CloudSettings
                     conn.ssh_port, conn.provider, conn.instance_id)
         return conn
     raise CapacityError(
-        "cloud", f"no capacity for {gpu_count} x {specs[0].gpu_name} on any of "
+        "cloud", f"no capacity for {specs[0].gpu_count} x {specs[0].gpu_name} on any of "
         f"{len(specs)} candidate(s): " + "; ".join(capacity_errors)
     )
 

@@ -33,7 +33,7 @@ def label_value(text: str) -> str:
 
 def run_name_part(run_id: str) -> str:
     """The run id fragment a VM name carries."""
-    return _slug(run_id, "a-z0-9")[:RUN_ID_NAME_LEN] or "run"
+    return re.sub("[^a-z0-9]", "", str(run_id).lower())[:RUN_ID_NAME_LEN] or "run"
 
 
 def run_name_prefix(run_id: str) -> str:
