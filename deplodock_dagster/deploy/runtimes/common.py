@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from deplodock_dagster.deploy.params import DeployParams
-from deplodock_dagster.errors import ConfigError, DeployError
+from deplodock_dagster.errors import ConfigError, DeployError, HostError
 from deplodock_dagster.secrets import redact, register_secret
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 ENV_FILE_NAME = ".env"
 HEALTH_POLL_INTERVAL_S = 2.0
 HEALTH_PROBE_TIMEOUT_S = 5
+HEALTH_PROBE_HOST_TIMEOUT_S = 90  # the probe's whole round trip (a slow SSH session start)
+MAX_PROBE_HOST_ERRORS = 5
 SMOKE_TIMEOUT_S = 120
 SMOKE_PROMPT = "Say hello in one word."
 SMOKE_MAX_TOKENS = 8
@@ -170,9 +172,20 @@ def poll_health(
     started = time.monotonic()
     deadline = started + params.health_timeout_s
     attempts = 0
+    host_errors = 0
     while True:
         attempts += 1
-        state = probe()
+        try:
+            state = probe()
+            host_errors = 0
+        except HostError as error:
+            # A slow or dropped probe is not a verdict on the engine; several in a row are.
+            host_errors += 1
+            if host_errors >= MAX_PROBE_HOST_ERRORS:
+                raise
+            logger.info("health probe on %s failed (%s); trying again", params.host.name,
+                        error)
+            state = None
         if state == "healthy":
             took = time.monotonic() - started
             logger.info("%s healthy after %.0f s", what, took)

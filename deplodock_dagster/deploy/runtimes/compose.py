@@ -14,6 +14,7 @@ import logging
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes.common import (
     ENV_FILE_NAME,
+    HEALTH_PROBE_HOST_TIMEOUT_S,
     HEALTH_PROBE_TIMEOUT_S,
     LOG_TAIL_LINES,
     DeployOutcome,
@@ -141,7 +142,7 @@ class ComposeRuntime(Runtime):
             check = host.run(
                 ["curl", "-sf", "-m", str(HEALTH_PROBE_TIMEOUT_S), "-o", "/dev/null",
                  local_url(params, "/health")],
-                timeout_s=HEALTH_PROBE_TIMEOUT_S + 30, check=False,
+                timeout_s=HEALTH_PROBE_HOST_TIMEOUT_S, check=False,
             )
             return "healthy" if check.ok or params.dry_run else None
 

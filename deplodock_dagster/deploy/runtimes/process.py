@@ -26,9 +26,10 @@ from deplodock_dagster.deploy.runtimes.common import (
     run_smoke_test,
     write_env_file,
     ENV_FILE_NAME,
+    HEALTH_PROBE_HOST_TIMEOUT_S,
     HEALTH_PROBE_TIMEOUT_S,
 )
-from deplodock_dagster.errors import DeployError
+from deplodock_dagster.errors import DeployError, HostError
 from deplodock_dagster.hosts.base import join_command
 from deplodock_dagster.recipe.engine_flags import process_argv
 from deplodock_dagster.secrets import redact
@@ -39,6 +40,7 @@ PID_FILE = "engine.pid"
 LOG_FILE = "engine.log"
 BIND_HOST = "0.0.0.0"
 STOP_GRACE_S = 20
+STOP_TIMEOUT_S = STOP_GRACE_S + 180  # grace, plus a slow SSH session start
 DOWNLOAD_TIMEOUT_S = 6 * 3600
 
 # $1 deploy dir, $2 env file, $3 log file, $4 pid file, then the command (env NAME=v ... argv).
@@ -199,7 +201,7 @@ class ProcessRuntime(Runtime):
             check = host.run(
                 ["bash", "-c", _PROBE_SCRIPT, "deplodock-probe", pid,
                  local_url(params, "/health"), str(HEALTH_PROBE_TIMEOUT_S)],
-                timeout_s=HEALTH_PROBE_TIMEOUT_S + 30, check=False,
+                timeout_s=HEALTH_PROBE_HOST_TIMEOUT_S, check=False,
             )
             if check.exit_code == 0:
                 return "healthy"
@@ -230,10 +232,14 @@ class ProcessRuntime(Runtime):
 
     def teardown(self, params: DeployParams) -> bool:
         paths = self._paths(params)
-        result = params.host.run(
-            ["bash", "-c", _STOP_SCRIPT, "deplodock-stop", paths["pid"], str(STOP_GRACE_S)],
-            timeout_s=STOP_GRACE_S + 60, check=False,
-        )
+        argv = ["bash", "-c", _STOP_SCRIPT, "deplodock-stop", paths["pid"], str(STOP_GRACE_S)]
+        try:
+            result = params.host.run(argv, timeout_s=STOP_TIMEOUT_S, check=False)
+        except HostError as error:
+            # The stop script is idempotent: one more try before giving up loudly.
+            logger.warning("stopping the engine on %s failed (%s); trying once more",
+                           params.host.name, error)
+            result = params.host.run(argv, timeout_s=STOP_TIMEOUT_S, check=False)
         if params.dry_run:
             return True
         out = result.stdout.strip()
