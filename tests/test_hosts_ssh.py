@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import sys
 
 import pytest
@@ -12,7 +13,7 @@ from deplodock_dagster.hosts import HostKeyError, LocalHost, connect
 from deplodock_dagster.hosts.ssh import SSHHost
 from deplodock_dagster.secrets import redact
 from deplodock_dagster.vm.types import VMConnectionInfo
-from tests.fixtures.sshd import make_client_key
+from tests.fixtures.sshd import ConnectionDropper, make_client_key
 
 pytestmark = pytest.mark.sshd
 
@@ -341,3 +342,52 @@ def test_after_an_idle_drop_the_next_calls_just_work(sshd_factory, tmp_path):
     assert ssh.file_exists(target)
     assert (tmp_path / "f.txt").read_text() == "two"
     ssh.close()
+
+
+def test_work_completes_over_a_flaky_network_by_retrying_transient_errors(sshd_factory):
+    """What the bench does under random drops: retry what is transient, lose nothing.
+
+    A seeded generator decides where the link drops: between commands, or in the middle of
+    a command (which then waits for the cut), so the test does not depend on timing.
+    """
+    server = sshd_factory()
+    ssh = SSHHost(server.address, 22, "root", server.key_path,
+                  known_hosts_path=server.known_hosts_path)
+    chance = random.Random(11)
+    seen = {"idle drops": 0, "mid-command drops": 0, "transient errors": 0}
+
+    def drop_now(line: str) -> None:
+        if line == "started":
+            seen["mid-command drops"] += 1
+            server.drop_connections()
+
+    outputs: list[str] = []
+    for i in range(6):
+        for _ in range(30):
+            if chance.random() < 0.3:
+                seen["idle drops"] += 1
+                server.drop_connections()
+            cut = chance.random() < 0.4
+            script = f"echo started; sleep 30; echo {i}" if cut else f"echo {i}"
+            try:
+                outputs.append(ssh.run(["sh", "-c", script],
+                                       on_output=drop_now if cut else None).stdout)
+                break
+            except HostError as error:
+                assert error.transient, error
+                seen["transient errors"] += 1
+    assert outputs == [f"{i}\n" for i in range(6)]
+    assert seen["transient errors"] == seen["mid-command drops"] >= 1, seen
+    assert seen["idle drops"] >= 1, seen  # these cost no error: the next call reconnects
+    ssh.close()
+
+
+def test_connection_dropper_cuts_live_connections(sshd_factory):
+    server = sshd_factory()
+    ssh = SSHHost(server.address, 22, "root", server.key_path,
+                  known_hosts_path=server.known_hosts_path)
+    with ConnectionDropper([server], mean_interval_s=0.2, seed=1) as dropper:
+        with pytest.raises(HostError) as caught:
+            ssh.run(["sleep", "60"])  # ends when the first drop cuts it
+    assert caught.value.transient and dropper.drops >= 1
+    assert ssh.run(["echo", "ok"]).stdout == "ok\n"

@@ -141,7 +141,16 @@ class SSHHost(Host):
             client.close()
             raise HostKeyError(self.name, self._changed_key_message(error)) from None
         except paramiko.AuthenticationException as error:
+            # paramiko says "authentication failed" too when the link died mid-login: only
+            # a server still talking to us has really refused.
+            transport = client.get_transport()
+            refused = transport is not None and transport.is_active()
             client.close()
+            if not refused:
+                raise HostError(
+                    self.name, f"connection lost while logging in: {_describe(error)}",
+                    transient=True,
+                ) from error
             raise HostError(self.name, self._auth_failed_message(error)) from None
         except (OSError, EOFError, paramiko.SSHException) as error:
             client.close()
