@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -192,8 +191,7 @@ def test_engine_that_never_becomes_healthy_is_stopped(e2e):
 
 def test_stored_task_is_not_run_again_unless_forced(e2e):
     store, settings = e2e["store"], e2e["settings"]
-    task = BenchmarkTask(e2e["results"]["cpu"] and
-                         resolve_variant(RECIPES_DIR / "tiny-cpu", "cpu")[0])
+    task = BenchmarkTask(resolve_variant(RECIPES_DIR / "tiny-cpu", "cpu")[0])
     sshd = e2e["sshd"]
     with SSHHost(sshd.address, sshd.port, sshd.username, sshd.key_path,
                  known_hosts_path=sshd.known_hosts_path) as host:

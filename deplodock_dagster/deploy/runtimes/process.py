@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import shlex
 
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes.common import (
@@ -274,7 +273,3 @@ class ProcessRuntime(Runtime):
         lines = result.stdout.strip().splitlines()
         return f"vllm {lines[-1]}" if result.ok and lines else ""
 
-
-def describe(argv: list[str]) -> str:
-    """A shell-safe, redacted one-line form of `argv` (for logs and results)."""
-    return redact(shlex.join(argv))
