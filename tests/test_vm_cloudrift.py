@@ -203,3 +203,9 @@ def test_ssh_port_from_mappings():
     assert ssh_port_of([[8000, 1], [22, 57011]]) == 57011
     assert ssh_port_of([]) == 22
     assert ssh_port_of(None) == 22
+
+
+def test_unreachable_api_is_transient_and_bounded(fake_cloudrift):
+    provider = make_provider(fake_cloudrift, api_url="http://127.0.0.1:9")  # nothing listens
+    with pytest.raises(TransientCloudError, match="cannot reach .*after 4 attempts|after 4"):
+        provider.list_instances()

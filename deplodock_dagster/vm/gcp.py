@@ -163,6 +163,7 @@ class GcpProvider(VMProvider):
         import httplib2
         from googleapiclient.discovery import build
 
+        # Same as build(credentials=...), but with an http that has a timeout on every call.
         http = google_auth_httplib2.AuthorizedHttp(
             credentials, http=httplib2.Http(timeout=self.config.request_timeout_s)
         )
@@ -221,14 +222,14 @@ class GcpProvider(VMProvider):
         """The `scheduling` block for the configured provisioning model."""
         model = self.config.provisioning_model
         duration = {"seconds": str(int(max_run_duration_s or self.config.max_run_duration_s))}
-        block = {
+        return {
             "provisioningModel": model,
             "onHostMaintenance": "TERMINATE",  # GPU VMs cannot live-migrate
             "automaticRestart": model == STANDARD,
+            # Google deletes the VM when the duration ends: the net under every cleanup.
             "instanceTerminationAction": "DELETE",
             "maxRunDuration": duration,
         }
-        return block
 
     def insert_body(self, spec: VMSpec) -> dict:
         """The `instances.insert` body for a spec."""
