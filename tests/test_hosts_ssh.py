@@ -186,12 +186,35 @@ def test_refused_key_is_a_clear_permanent_error(sshd, tmp_path):
     assert str(stranger) in message and "authorized_keys" in message
 
 
-def test_missing_key_file_is_named(sshd, tmp_path):
-    ssh = SSHHost(sshd.address, sshd.port, "root", tmp_path / "nope",
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda d: d / "missing", "not found"),
+        (lambda d: _write(d / "garbage", "not a key\n"), "not a private key"),
+        (lambda d: make_client_key(d).with_name("client_ed25519.pub"), "not the .pub"),
+        (lambda d: _encrypted_key(d), "protected by a passphrase"),
+    ],
+    ids=["missing", "garbage", "public-key", "encrypted"],
+)
+def test_unusable_key_file_is_named_with_what_to_do(sshd, tmp_path, make, problem):
+    key = make(tmp_path)
+    ssh = SSHHost(sshd.address, sshd.port, "root", key,
                   known_hosts_path=sshd.known_hosts_path)
-    with pytest.raises(HostError, match="nope") as caught:
+    with pytest.raises(HostError) as caught:
         ssh.run(["true"])
+    assert f"SSH key file {key} " in str(caught.value) and problem in str(caught.value)
     assert not caught.value.transient
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _encrypted_key(directory):
+    key = directory / "encrypted"
+    LocalHost().run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a-passphrase", "-f", str(key)])
+    return key
 
 
 def test_rsa_key_login(sshd_factory, tmp_path):

@@ -92,6 +92,7 @@ class SSHHost(Host):
         self._lock = threading.RLock()
         # Keys recorded at first contact when there is no run-scoped file to hold them.
         self._recorded = paramiko.HostKeys()
+        self._pkey: paramiko.PKey | None = None
 
     def __repr__(self) -> str:
         return f"SSHHost({self.name}, policy={self.host_key_policy})"
@@ -116,7 +117,31 @@ class SSHHost(Host):
             self._client = self._connect()
             return self._client
 
+    def _private_key(self) -> paramiko.PKey | None:
+        """The client key, loaded once; a clear permanent error if it cannot be used."""
+        if self.key_path is None:
+            return None
+        if self._pkey is None:
+            problem = None
+            try:
+                self._pkey = paramiko.PKey.from_path(self.key_path)
+            except FileNotFoundError:
+                problem = "not found"
+            except paramiko.PasswordRequiredException:
+                problem = "is protected by a passphrase; use a key without one"
+            except TypeError as error:  # cryptography's word for an encrypted OpenSSH key
+                problem = ("is protected by a passphrase; use a key without one"
+                           if "password" in str(error) else f"cannot be loaded ({error})")
+            except (OSError, ValueError, paramiko.SSHException) as error:
+                logger.debug("%s: loading %s failed: %s", self.name, self.key_path, error)
+                problem = ("is not a private key in OpenSSH or PEM format (give the private "
+                           "key file, not the .pub)")
+            if problem:
+                raise HostError(self.name, f"SSH key file {self.key_path} {problem}")
+        return self._pkey
+
     def _connect(self) -> paramiko.SSHClient:
+        pkey = self._private_key()
         client = paramiko.SSHClient()
         self._load_known_keys(client.get_host_keys())
         client.set_missing_host_key_policy(_UnknownHostKeyPolicy(self))
@@ -126,7 +151,7 @@ class SSHHost(Host):
                 hostname=self.address,
                 port=self.port,
                 username=self.username,
-                key_filename=self.key_path,
+                pkey=pkey,
                 password=self.password,
                 timeout=self.connect_timeout_s,
                 banner_timeout=self.connect_timeout_s,
@@ -154,8 +179,6 @@ class SSHHost(Host):
             raise HostError(self.name, self._auth_failed_message(error)) from None
         except (OSError, EOFError, paramiko.SSHException) as error:
             client.close()
-            if isinstance(error, FileNotFoundError) and self.key_path:
-                raise HostError(self.name, f"SSH key file not found: {self.key_path}") from None
             raise HostError(
                 self.name, f"cannot connect: {_describe(error)}", transient=True
             ) from error
