@@ -50,10 +50,12 @@ def register(subparsers) -> None:
         parser.add_argument("--ssh-key",
                             help="SSH key put on the VM: private key (its .pub is used) or "
                                  ".pub file (default $DEPLODOCK_SSH_KEY or ~/.ssh/id_ed25519)")
-        parser.add_argument("--name", help="VM name (default deplodock-cli<random>-<gpu>x<count>-<random>)")
+        parser.add_argument("--name",
+                            help="VM name (default deplodock-cli<random>-<gpu>x<N>-<random>)")
         if provider == "gcp":
             parser.add_argument("--zone", help="zone (default $GCP_ZONE or the GPU's first)")
-            parser.add_argument("--provisioning-model", choices=("STANDARD", "SPOT", "FLEX_START"),
+            parser.add_argument("--provisioning-model",
+                                choices=("STANDARD", "SPOT", "FLEX_START"),
                                 help="default: the GPU's model in hardware.py")
         parser.add_argument("--dry-run", action="store_true",
                             help="print the API calls instead of making them")

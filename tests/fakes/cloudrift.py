@@ -18,7 +18,7 @@ import itertools
 import re
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tests.fakes.base import FakeServer, json_answer, text_answer
 
