@@ -131,3 +131,89 @@ def test_failed_deploy_still_deletes_its_vm_and_fails_the_run_naming_the_task(
     broken = ResultStore(results).load("breaks/1xL40S")
     assert broken is not None and broken.outcome == "failed" and broken.error
     assert ResultStore(results).load("stored/1xH100").run_id == "earlier-run"
+
+
+@pytest.mark.vllm
+def test_two_recipes_one_run_real_cpu_engine_and_two_clouds_then_report(
+        bench_env, fake_cloudrift, fake_gce, fixtures_dir, monkeypatch, vllm_lock,
+        engine_python, model_root):
+    from deplodock_dagster.hosts.wait import _probe_port  # noqa: F401 - hosts layer present
+    from tests.fixtures.sshd import free_port
+
+    root = bench_env / "recipes"
+    results = bench_env / "results"
+    reports = bench_env / "reports"
+    # Recipe 1: the tiny model on this machine's CPU, a real vLLM and `vllm bench serve`,
+    # on a fixed host (this machine, no SSH); plus an L40S variant on CloudRift.
+    repo_tiny = Path(__file__).resolve().parent.parent / "recipes" / "tiny-cpu" / "recipe.yaml"
+    tiny = yaml.safe_load(repo_tiny.read_text())
+    tiny["variants"]["1xL40S"] = {"gpu": "NVIDIA L40S", "gpu_count": 1}
+    (root / "tiny").mkdir(parents=True)
+    (root / "tiny" / "recipe.yaml").write_text(yaml.safe_dump(tiny))
+    # Recipe 2: an H100 variant on GCE. The cloud tasks' results are already stored (from
+    # a real CPU run): their groups rent a VM, reach it over SSH, skip and delete it.
+    write_recipe(root, "gce", {"1xH100": {"gpu": "NVIDIA H100 80GB", "gpu_count": 1}},
+                 runtime="process")
+    from deplodock_dagster.bench.store import ResultStore
+
+    store_measured_result(results, root / "gce", fixtures_dir)
+    l40s_only = bench_env / "l40s-only"
+    write_recipe(l40s_only, "tiny", {"1xL40S": {"gpu": "NVIDIA L40S", "gpu_count": 1}})
+    store_measured_result(results, l40s_only / "tiny", fixtures_dir)
+    assert not ResultStore(results).has("tiny/cpu")
+
+    hosts_file = bench_env / "fixed-hosts.yaml"
+    hosts_file.write_text(yaml.safe_dump({"hosts": [
+        {"name": "this-machine", "address": "127.0.0.1", "transport": "local",
+         "gpu": "cpu", "gpu_count": 1}]}))
+    monkeypatch.setenv("DEPLODOCK_FIXED_HOSTS", str(hosts_file))
+    monkeypatch.setenv("DEPLODOCK_ENGINE_PYTHON", str(engine_python))
+    monkeypatch.setenv("DEPLODOCK_MODEL_DIR", str(model_root))
+    monkeypatch.setenv("DEPLODOCK_ENGINE_PORT", str(free_port()))
+    monkeypatch.setenv("DEPLODOCK_HEALTH_TIMEOUT_S", "600")
+    (results / "pricing.yaml").write_text("pricing:\n  cpu: 0.10\n  l40s: 1.0\n  h100: 2.5\n")
+
+    with instance_for_test() as instance:
+        runs = run_benchmarks(["tiny", "gce"], recipes_dir=root, results_dir=results,
+                              reports_dir=reports, max_workers=3, instance=instance)
+        assert [run.success for run in runs] == [True], runs
+        run_id = runs[0].run_id
+        logs = _logs(instance, run_id)
+
+        # Three groups (fixed CPU, CloudRift L40S, GCE H100) ran in parallel processes.
+        assert {line.split(":")[0] for line in logs if line.startswith("group ")} == {
+            "group cpux1_deplodock_tiny_llama", "group l40sx1_deplodock_tiny_llama",
+            "group h100x1_deplodock_tiny_llama"}
+        starts = [r for r in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
+                  if ".run_group_tasks" in (r.step_key or "")]
+        assert len(starts) == 3
+
+        # Lineage: both recipe partitions materialized by this run, then the report.
+        results_mats = instance.fetch_materializations(
+            AssetKey("benchmark_results"), limit=10).records
+        assert {(r.asset_materialization.partition, r.run_id) for r in results_mats} == {
+            ("tiny", run_id), ("gce", run_id)}
+        report_mats = instance.fetch_materializations(
+            AssetKey("benchmark_report"), limit=10).records
+        assert [r.run_id for r in report_mats] == [run_id]
+        metadata = report_mats[0].asset_materialization.metadata
+        assert metadata["results"].value == 3
+        assert "tiny-llama" in metadata["best_per_model"].value
+        combined = Path(metadata["combined_workbook"].value)
+        assert combined.is_file() and combined.stat().st_size > 0
+
+    from deplodock_dagster.orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert AssetKey("benchmark_results") in graph.get(AssetKey("benchmark_report")).parent_keys
+    assert graph.get(AssetKey("benchmark_results")).partitions_def.name == "recipes"
+
+    # The CPU task really ran and its numbers are stored; the VMs are gone.
+    measured = ResultStore(results).load("tiny/cpu")
+    assert measured.outcome == "succeeded", measured.error
+    assert measured.metrics.total_token_throughput_tok_s > 0
+    assert measured.run_id == run_id
+    assert fake_cloudrift.live_instances() == []
+    assert fake_gce.live_instances() == []
+    assert json.loads((results / "tiny").joinpath(
+        "cpu", "result.json").read_text())["outcome"] == "succeeded"
