@@ -73,3 +73,9 @@ def test_a_changed_host_key_is_refused_at_once(sshd_factory):
     with pytest.raises(HostKeyError, match="man-in-the-middle"):
         wait_for_ssh(server.address, 22, "root", server.key_path, deadline_s=600,
                      known_hosts_path=server.known_hosts_path, host_key_policy="strict")
+
+
+def test_an_unusable_key_file_is_refused_at_once(sshd, tmp_path):
+    with pytest.raises(HostError, match="SSH key file .*missing.* not found") as caught:
+        wait_for_ssh(sshd.address, sshd.port, "root", tmp_path / "missing", deadline_s=600)
+    assert not caught.value.transient

@@ -117,8 +117,9 @@ class SSHHost(Host):
             self._client = self._connect()
             return self._client
 
-    def _private_key(self) -> paramiko.PKey | None:
-        """The client key, loaded once; a clear permanent error if it cannot be used."""
+    def load_key(self) -> paramiko.PKey | None:
+        """The client key, loaded once; HostError (not transient) naming the file and what
+        to do if it cannot be used. None when logging in by password only."""
         if self.key_path is None:
             return None
         if self._pkey is None:
@@ -141,7 +142,7 @@ class SSHHost(Host):
         return self._pkey
 
     def _connect(self) -> paramiko.SSHClient:
-        pkey = self._private_key()
+        pkey = self.load_key()
         client = paramiko.SSHClient()
         self._load_known_keys(client.get_host_keys())
         client.set_missing_host_key_policy(_UnknownHostKeyPolicy(self))

@@ -39,11 +39,15 @@ def wait_for_ssh(
 
     Each try probes the TCP port, then logs in, each bounded by `per_try_timeout_s`; tries
     repeat every `poll_interval_s` until `deadline_s` has passed, then HostError says how
-    long it waited and the last error. A host key mismatch raises at once (not transient).
+    long it waited and the last error. A host key mismatch or an unusable key file raises
+    at once (not transient).
     """
     from deplodock_dagster.hosts.ssh import SSHHost  # paramiko only when needed
 
-    name = f"{username}@{address}:{port}"
+    host = SSHHost(address, port, username, key_path, known_hosts_path=known_hosts_path,
+                   host_key_policy=host_key_policy, password=password, keepalive_s=0)
+    host.load_key()  # a bad key file will not fix itself by waiting
+    name = host.name
     started = time.monotonic()
     give_up = started + deadline_s
     tries = 0
@@ -53,14 +57,10 @@ def wait_for_ssh(
     while True:
         tries += 1
         remaining = give_up - time.monotonic()
-        try_timeout = max(0.1, min(per_try_timeout_s, remaining))
-        error = _probe_port(address, port, try_timeout)
+        host.connect_timeout_s = max(0.1, min(per_try_timeout_s, remaining))
+        error = _probe_port(address, port, host.connect_timeout_s)
         if error is None:
-            error = _try_login(SSHHost(
-                address, port, username, key_path, known_hosts_path=known_hosts_path,
-                host_key_policy=host_key_policy, password=password,
-                connect_timeout_s=try_timeout, keepalive_s=0,
-            ), try_timeout)
+            error = _try_login(host, host.connect_timeout_s)
             if error is None:
                 logger.info("SSH ready on %s after %.1fs (%d tries)", name,
                             time.monotonic() - started, tries)
