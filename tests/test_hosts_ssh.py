@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import sys
 
@@ -121,7 +122,7 @@ def test_write_and_read_files_with_mode(host, tmp_path):
     assert host.read_file(str(target)) == b"HF_TOKEN=abc\n"
     assert host.run(["stat", "-c", "%a", str(target)]).stdout.strip() == "600"
 
-    blob = bytes(range(256)) * 300
+    blob = os.urandom(3 * 1024 * 1024)  # bigger than any SFTP window or packet
     host.write_file(str(target), blob, mode=0o640)  # replaces the file
     assert host.read_file(str(target)) == blob
     assert oct(target.stat().st_mode & 0o777) == "0o640"

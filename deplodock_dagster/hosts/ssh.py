@@ -45,6 +45,7 @@ LOCAL_TIMEOUT_GRACE_S = 15.0
 POLL_S = 0.5
 DROP_SETTLE_S = 2.0
 READ_CHUNK = 32768
+SFTP_IO_TIMEOUT_S = 120.0  # per read or write on the SFTP channel, not per file
 
 
 class SSHHost(Host):
@@ -405,9 +406,11 @@ class SSHHost(Host):
                     client = self._connected_client()
                     if self._sftp is None:
                         self._sftp = client.open_sftp()
+                        # A host that stops answering mid-transfer must not hang the run.
+                        self._sftp.get_channel().settimeout(SFTP_IO_TIMEOUT_S)
                     sftp = self._sftp
                 return action(sftp)
-            except (ConnectionError, EOFError, paramiko.SSHException) as error:
+            except (ConnectionError, TimeoutError, EOFError, paramiko.SSHException) as error:
                 self._drop_client()
                 if attempt == 2:
                     raise HostError(
@@ -435,6 +438,7 @@ class SSHHost(Host):
             try:
                 with sftp.open(tmp, "wb") as handle:
                     handle.chmod(mode)
+                    handle.set_pipelined(True)
                     handle.write(data)
                 sftp.posix_rename(tmp, str(target))
             except OSError:
