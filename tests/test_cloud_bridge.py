@@ -142,3 +142,16 @@ def test_from_env_reads_every_setting(cloud_env):
         CloudSettings.from_env({"DEPLODOCK_PROVIDERS": "cloudrift,aws"})
     with pytest.raises(ConfigError, match="DEPLODOCK_VM_POLL_INTERVAL_S"):
         CloudSettings.from_env({"DEPLODOCK_VM_POLL_INTERVAL_S": "soon"})
+
+
+@pytest.mark.parametrize("gpu,count", [(RTX4090, 1), ("NVIDIA H100 80GB", 8)])
+def test_a_third_of_api_calls_failing_still_provisions_and_deletes(
+        cloud_settings, fake_cloudrift, fake_gce, gpu, count):
+    fake_cloudrift.fail_fraction(0.3, seed=7)
+    fake_gce.fail_fraction(0.3, seed=7)
+    settings = cloud_settings.replace(retry_attempts=6)
+    conn = provision_cloud_vm(gpu, count, settings=settings, run_id=RUN_ID, group_label="g")
+    assert delete_cloud_vm(conn.delete_info, settings=settings) is True
+    failed = [c for c in fake_cloudrift.calls + fake_gce.calls if c.status >= 500]
+    assert failed, "the fault hook injected nothing"
+    assert fake_cloudrift.live_instances() == [] and fake_gce.live_instances() == []

@@ -356,7 +356,12 @@ class CloudRiftProvider(VMProvider):
         deadline = self._clock() + self.config.ready_deadline_s
         last: dict | None = None
         while True:
-            listed = self.client.list_instances({"ById": [instance_id]}, True)
+            try:
+                listed = self.client.list_instances({"ById": [instance_id]}, True)
+            except TransientCloudError as error:
+                # A poll is repeated anyway: a failed one only costs an interval.
+                logger.info("CloudRift: poll of %s failed, polling on: %s", instance_id, error)
+                listed = []
             instance = next((i for i in listed if str(i.get("id")) == instance_id), None)
             if instance is not None:
                 last = instance

@@ -320,7 +320,11 @@ class GcpProvider(VMProvider):
             request = self.compute.zoneOperations().wait(
                 project=self.config.project, zone=zone, operation=operation["name"]
             )
-            operation = self._execute(request, f"{what} (wait)")
+            try:
+                operation = self._execute(request, f"{what} (wait)")
+            except TransientCloudError as error:
+                # Waiting again is harmless: a failed wait only costs an interval.
+                logger.info("GCP: %s: wait failed, waiting on: %s", what, error)
             if operation.get("status") != "DONE":
                 self._sleep(self.config.poll_interval_s)
         errors = (operation.get("error") or {}).get("errors") or []
@@ -334,7 +338,11 @@ class GcpProvider(VMProvider):
             request = self.compute.instances().get(
                 project=self.config.project, zone=zone, instance=name
             )
-            instance = self._execute(request, f"get {name}", missing_ok=True)
+            try:
+                instance = self._execute(request, f"get {name}", missing_ok=True)
+            except TransientCloudError as error:
+                logger.info("GCP: poll of %s failed, polling on: %s", name, error)
+                instance = {"status": status}
             if instance is None:
                 raise CapacityError(
                     PROVIDER, f"{name} in {zone} disappeared before RUNNING (capacity request "
