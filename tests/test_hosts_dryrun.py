@@ -72,3 +72,10 @@ def test_files_given_and_missing():
     assert host.read_file("/etc/os-release") == b"ID=debian\n"
     with pytest.raises(HostError, match="/nope"):
         host.read_file("/nope")
+
+
+def test_a_program_name_that_a_shell_would_read_as_an_assignment_is_refused():
+    host = DryRunHost()
+    with pytest.raises(ValueError, match="contains '='"):
+        host.run(["X=1", "touch", "/tmp/x"])
+    assert host.transcript() == []

@@ -118,10 +118,14 @@ def shell_command(
     """The one shell line that runs `argv` in `cwd` with `env` added, every item quoted.
 
     `cd DIR && env K=V ... ARGV`: what a remote shell receives. Raises ValueError for an
-    empty argv, ConfigError for an environment name that is not a shell identifier.
+    empty argv or a program name holding "=", ConfigError for an environment name that is
+    not a shell identifier.
     """
     if not argv:
         raise ValueError("empty command: argv needs at least the program name")
+    if "=" in str(argv[0]):
+        # A shell (and `env`) would take it as an assignment and run the next item instead.
+        raise ValueError(f"program name {str(argv[0])!r} contains '='")
     parts = []
     if cwd:
         parts.append(f"cd {shlex.quote(str(cwd))} &&")
