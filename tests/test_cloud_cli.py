@@ -83,3 +83,15 @@ def test_unknown_gpu_and_missing_zone_are_clear(env, capsys, monkeypatch):
     monkeypatch.delenv("GCP_ZONE")
     code, _, err = run(capsys, "vm", "delete", "gcp", "--name", "x")
     assert code == 2 and "--zone is required" in err
+
+
+def test_keys_add_and_list(env, fake_cloudrift, capsys, ssh_client_key):
+    public = f"{ssh_client_key}.pub"
+    code, out, _ = run(capsys, "vm", "keys", "cloudrift", "--add", public, "--name", "ci")
+    assert code == 0 and "id key-" in out
+    code, out, _ = run(capsys, "vm", "keys", "cloudrift", "--add", public)  # already there
+    assert len(fake_cloudrift.ssh_keys) == 1
+    code, out, _ = run(capsys, "vm", "keys", "cloudrift")
+    assert "ci  ssh-ed25519" in out
+    code, _, err = run(capsys, "vm", "keys", "cloudrift", "--add", str(ssh_client_key))
+    assert code == 2 and "not an OpenSSH public key" in err

@@ -102,3 +102,14 @@ def test_local_transport_for_the_cpu_recipe(cloud_settings, tmp_path):
     conn = provision_cloud_vm("cpu", 1, settings=settings, run_id="r-2", group_label="cpux1")
     assert conn.transport == "local" and conn.provider == "fixed"
     assert delete_cloud_vm(conn.delete_info, settings=settings) is True
+
+
+def test_hosts_given_in_settings(cloud_settings):
+    settings = cloud_settings.replace(fixed_hosts=(
+        {"name": "inline", "transport": "local", "gpu": "cpu"},))
+    conn = provision_cloud_vm("cpu", 1, settings=settings, run_id="r-3", group_label="cpux1")
+    assert conn.instance_id == "inline"
+    assert delete_cloud_vm(conn.delete_info, settings=settings) is True
+    bad = cloud_settings.replace(fixed_hosts=({"transport": "local", "gpu": "tpu"},))
+    with pytest.raises(ConfigError, match=r"CloudSettings.fixed_hosts: hosts\[0\].gpu"):
+        provision_cloud_vm("cpu", 1, settings=bad, run_id="r-3", group_label="cpux1")

@@ -7,6 +7,7 @@
     deplodock vm delete gcp --name NAME [--zone ZONE]
     deplodock vm delete fixed --instance-id HOST        (releases a fixed host)
     deplodock vm list [--run-id RUN] [--json]
+    deplodock vm keys cloudrift [--add ~/.ssh/id_ed25519.pub --name laptop]
 
 Credentials and endpoints come from the environment (see `CloudSettings.from_env`):
 CLOUDRIFT_API_KEY, GCP_PROJECT, GCP_ZONE, GOOGLE_APPLICATION_CREDENTIALS, ... Dry runs print
@@ -74,6 +75,16 @@ def register(subparsers) -> None:
         parser.add_argument("--dry-run", action="store_true",
                             help="print the API calls instead of making them")
         parser.set_defaults(func=_delete)
+
+    keys = actions.add_parser(
+        "keys", help="list (or register) SSH keys on the CloudRift account",
+        description="VMs made by deplodock get the key inline; registered keys are for "
+                    "VMs made elsewhere (e.g. CloudRift's console).",
+    )
+    keys.add_argument("provider", choices=("cloudrift",))
+    keys.add_argument("--add", metavar="PUBLIC_KEY_FILE", help="register this public key")
+    keys.add_argument("--name", help="name for the added key (default: the file name)")
+    keys.set_defaults(func=_keys)
 
     listing = actions.add_parser("list", help="VMs made by deplodock on every configured cloud")
     listing.add_argument("--run-id", help="only the VMs of this run")
@@ -226,4 +237,28 @@ def _list(args) -> int:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _keys(args) -> int:
+    from pathlib import Path
+
+    from deplodock_dagster.deploy.cloud import make_provider
+
+    provider = make_provider("cloudrift", _settings(args))
+    if args.add:
+        path = Path(os.path.expanduser(args.add))
+        try:
+            public_key = path.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the public key: {error.strerror}") from None
+        if not public_key.startswith(("ssh-", "ecdsa-", "sk-")):
+            raise ConfigError(f"{path}: not an OpenSSH public key (use the .pub file)")
+        key_id = provider.ensure_ssh_key(args.name or path.name, public_key)
+        print(f"key {path.name}: id {key_id}")
+        return 0
+    for key in provider.client.list_ssh_keys():
+        fields = str(key.get("public_key", "")).split()
+        short = f"{fields[0]} ...{fields[1][-12:]}" if len(fields) > 1 else "?"
+        print(f"{key.get('id')}  {key.get('name')}  {short}")
     return 0

@@ -64,6 +64,7 @@ class CloudSettings:
     gcp_capacity_wait_s: int = 2 * 3600
     # Fixed hosts
     fixed_hosts_file: str | None = None
+    fixed_hosts: tuple[dict, ...] = ()  # entries as in the hosts file, besides or instead
     fixed_lock_dir: str | None = None
     # SSH
     ssh_key_path: str | None = None  # private key; the public key is next to it (.pub)
@@ -186,7 +187,7 @@ class CloudSettings:
             return "cloudrift needs CLOUDRIFT_API_KEY"
         if provider == "gcp" and not self.gcp_project:
             return "gcp needs GCP_PROJECT"
-        if provider == "fixed" and not self.fixed_hosts_file:
+        if provider == "fixed" and not (self.fixed_hosts_file or self.fixed_hosts):
             return "fixed hosts need DEPLODOCK_FIXED_HOSTS (a hosts YAML file)"
         return None
 
@@ -263,13 +264,25 @@ def make_provider(name: str, settings: CloudSettings, gpu_name: str | None = Non
     if name == "fixed":
         from deplodock_dagster.vm import fixed
 
-        if not settings.fixed_hosts_file:
-            raise ConfigError("fixed hosts need a hosts file: set DEPLODOCK_FIXED_HOSTS")
         return fixed.FixedHostsProvider(
-            fixed.load_fixed_hosts(settings.fixed_hosts_file),
-            settings.fixed_lock_dir or fixed.DEFAULT_LOCK_DIR,
+            fixed_hosts(settings), settings.fixed_lock_dir or fixed.DEFAULT_LOCK_DIR
         )
     raise ConfigError(f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}")
+
+
+def fixed_hosts(settings: CloudSettings) -> list:
+    """The fixed hosts of the hosts file and of `settings.fixed_hosts`, checked."""
+    from deplodock_dagster.vm.fixed import load_fixed_hosts, parse_fixed_hosts
+
+    if not (settings.fixed_hosts_file or settings.fixed_hosts):
+        raise ConfigError("fixed hosts need a hosts file: set DEPLODOCK_FIXED_HOSTS")
+    hosts = load_fixed_hosts(settings.fixed_hosts_file) if settings.fixed_hosts_file else []
+    hosts += parse_fixed_hosts(list(settings.fixed_hosts), "CloudSettings.fixed_hosts")
+    names = [host.name for host in hosts]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"fixed host name(s) {', '.join(twice)} used twice")
+    return hosts
 
 
 def _gcp_credentials(settings: CloudSettings):
@@ -312,9 +325,9 @@ def resolve_vm_spec(gpu_name: str, gpu_count: int, *, settings: CloudSettings, r
     skipped: list[str] = []
 
     if settings.configured("fixed") is None:
-        from deplodock_dagster.vm.fixed import FixedHostsProvider, load_fixed_hosts
+        from deplodock_dagster.vm.fixed import FixedHostsProvider
 
-        hosts = FixedHostsProvider(load_fixed_hosts(settings.fixed_hosts_file))
+        hosts = FixedHostsProvider(fixed_hosts(settings))
         if hosts.matching(full_name, gpu_count):
             specs.append(VMSpec(provider="fixed", instance_type="fixed", ssh_public_key="",
                                 ssh_user="", **common))

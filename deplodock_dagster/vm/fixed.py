@@ -56,8 +56,6 @@ def load_fixed_hosts(path: str | os.PathLike) -> list[FixedHost]:
     """Read and check a hosts file; errors name the file, the entry and the field."""
     import yaml
 
-    from deplodock_dagster.hardware import resolve_gpu_name
-
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -68,9 +66,16 @@ def load_fixed_hosts(path: str | os.PathLike) -> list[FixedHost]:
     entries = data.get("hosts") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected a list under `hosts:`")
+    return parse_fixed_hosts(entries, str(path))
+
+
+def parse_fixed_hosts(entries: list, source: str = "fixed hosts") -> list[FixedHost]:
+    """Check host entries (mappings as in the hosts file); errors name `source` and field."""
+    from deplodock_dagster.hardware import resolve_gpu_name
+
     hosts: list[FixedHost] = []
     for index, entry in enumerate(entries):
-        where = f"{path}: hosts[{index}]"
+        where = f"{source}: hosts[{index}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping with address, gpu, gpu_count")
         transport = entry.get("transport", "ssh")
