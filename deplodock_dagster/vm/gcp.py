@@ -296,7 +296,7 @@ class GcpProvider(VMProvider):
         logger.info("GCP: %s is RUNNING at %s", spec.name, host)
         return VMConnectionInfo(
             provider=PROVIDER,
-            instance_id=str(instance.get("id") or spec.name),
+            instance_id=spec.name,  # GCE addresses instances by name (zone-unique)
             name=spec.name,
             host=host,
             ssh_port=22,
