@@ -155,3 +155,16 @@ def test_a_third_of_api_calls_failing_still_provisions_and_deletes(
     failed = [c for c in fake_cloudrift.calls + fake_gce.calls if c.status >= 500]
     assert failed, "the fault hook injected nothing"
     assert fake_cloudrift.live_instances() == [] and fake_gce.live_instances() == []
+
+
+def test_bridge_and_vm_cli_import_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; from deplodock_dagster.cli import build_parser; build_parser(); "
+            "import deplodock_dagster.deploy.cloud; "
+            "print([m for m in ('googleapiclient', 'paramiko', 'pandas', 'dagster', 'requests')"
+            " if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

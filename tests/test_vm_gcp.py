@@ -150,3 +150,13 @@ def test_plan_create_builds_the_requests_without_sending(fake_gce):
     assert calls[0].method == "POST"
     assert "/compute/v1/projects/fake-project/zones/us-central1-a/instances" in calls[0].url
     assert calls[0].body["name"].startswith("deplodock-7d1e0a44-h100x8-")
+
+
+def test_permission_denied_is_terminal_and_not_retried(fake_gce):
+    from tests.fakes.gce import gce_error
+
+    fake_gce.fail_next(5, 403, body=gce_error(
+        403, "forbidden", "Required 'compute.instances.create' permission"))
+    with pytest.raises(TerminalCloudError, match="compute.instances.create.*credentials"):
+        make_provider(fake_gce).create_instance(make_spec())
+    assert len(fake_gce.calls) == 1
