@@ -82,7 +82,16 @@ def test_unknown_gpu_and_missing_zone_are_clear(env, capsys, monkeypatch):
     assert code == 2 and "offers no NVIDIA H100 80GB" in err
     monkeypatch.delenv("GCP_ZONE")
     code, _, err = run(capsys, "vm", "delete", "gcp", "--name", "x")
-    assert code == 2 and "--zone is required" in err
+    assert code == 2 and "no managed GCP VM named 'x' found in any zone" in err
+
+
+def test_delete_gcp_by_instance_id_finds_the_zone(env, fake_gce, capsys, monkeypatch):
+    code, out, _ = run(capsys, "vm", "create", "gcp", "--instance-type", "a3-highgpu-8g",
+                       "--name", "zone-less", "--zone", "us-east5-a")
+    assert code == 0, out
+    monkeypatch.delenv("GCP_ZONE")
+    code, out, _ = run(capsys, "vm", "delete", "gcp", "--instance-id", "zone-less")
+    assert code == 0 and "deleted" in out and fake_gce.live_instances() == []
 
 
 def test_keys_add_and_list(env, fake_cloudrift, capsys, ssh_client_key):

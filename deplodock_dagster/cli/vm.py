@@ -4,7 +4,7 @@
     deplodock vm create gcp --gpu h100 --gpu-count 8 [--zone us-central1-a] [--dry-run]
     deplodock vm create cloudrift --instance-type rtx49-7c-kn.1 --name my-box
     deplodock vm delete cloudrift --instance-id ID      (or --name NAME)
-    deplodock vm delete gcp --name NAME [--zone ZONE]
+    deplodock vm delete gcp --name NAME [--zone ZONE]      (no zone: found by listing)
     deplodock vm delete fixed --instance-id HOST        (releases a fixed host)
     deplodock vm list [--run-id RUN] [--json]
     deplodock vm keys cloudrift [--add ~/.ssh/id_ed25519.pub --name laptop]
@@ -71,7 +71,8 @@ def register(subparsers) -> None:
         target.add_argument("--instance-id", help="instance id (fixed: the host's name)")
         target.add_argument("--name", help="VM name")
         if provider == "gcp":
-            parser.add_argument("--zone", help="zone (default $GCP_ZONE)")
+            parser.add_argument("--zone", help="zone (default $GCP_ZONE, else found by "
+                                               "listing deplodock's VMs)")
         parser.add_argument("--dry-run", action="store_true",
                             help="print the API calls instead of making them")
         parser.set_defaults(func=_delete)
@@ -192,12 +193,17 @@ def _delete(args) -> int:
 
     settings = _settings(args, dry_run=args.dry_run)
     if args.provider == "gcp":
-        zone = args.zone or settings.gcp_zone
-        if not zone:
-            raise ConfigError("--zone is required (or set GCP_ZONE)")
         name = args.name or args.instance_id
-        infos = [{"provider": "gcp", "project": settings.gcp_project, "zone": zone,
-                  "name": name, "instance_id": name}]
+        zone = args.zone or settings.gcp_zone
+        if zone:
+            infos = [{"provider": "gcp", "project": settings.gcp_project, "zone": zone,
+                      "name": name, "instance_id": name}]
+        else:  # find the zone by listing our VMs
+            infos = [vm.delete_info for vm in list_managed_vms(settings)
+                     if vm.provider == "gcp" and vm.name == name]
+            if not infos:
+                raise ConfigError(f"no managed GCP VM named {name!r} found in any zone; "
+                                  "give --zone to delete one deplodock did not label")
     elif args.instance_id:
         infos = [{"provider": args.provider, "instance_id": args.instance_id}]
     else:

@@ -305,7 +305,7 @@ def delete_vm(context: OpExecutionContext, state: GroupState, cloud: CloudResour
             raise
         context.log.error(
             "VM %s (%s %s) could NOT be deleted and is still running: %s. Delete it by hand: "
-            "deplodock vm delete --provider %s --instance-id %s",
+            "deplodock vm delete %s --instance-id %s",
             name, state.vm["provider"], state.vm["instance_id"], message,
             state.vm["provider"], state.vm["instance_id"],
         )

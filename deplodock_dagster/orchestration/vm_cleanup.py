@@ -87,7 +87,7 @@ def _delete(vm, cloud_settings, why: str, report: CleanupReport, log: logging.Lo
         report.failed[vm.name] = message
         log.error(
             "VM %s (%s %s) of a dead run (%s) could NOT be deleted: %s. Delete it by hand: "
-            "deplodock vm delete --provider %s --instance-id %s",
+            "deplodock vm delete %s --instance-id %s",
             vm.name, vm.provider, vm.instance_id, why, message, vm.provider, vm.instance_id,
         )
         return
