@@ -110,3 +110,13 @@ def test_importing_hosts_does_not_import_paramiko():
     )
     result = LocalHost().run([sys.executable, "-c", code])
     assert result.stdout == "False\n"
+
+
+def test_streamed_lines_are_redacted(host):
+    from deplodock_dagster.secrets import register_secret
+
+    token = register_secret("hf_streamed_secret_0042")
+    lines: list[str] = []
+    result = host.run(["echo", f"token={token}"], on_output=lines.append)
+    assert lines == ["token=***"]
+    assert result.stdout == f"token={token}\n"  # the captured output stays exact

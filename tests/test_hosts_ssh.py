@@ -415,3 +415,12 @@ def test_connection_dropper_cuts_live_connections(sshd_factory):
             ssh.run(["sleep", "60"])  # ends when the first drop cuts it
     assert caught.value.transient and dropper.drops >= 1
     assert ssh.run(["echo", "ok"]).stdout == "ok\n"
+
+
+def test_streamed_lines_are_redacted_over_ssh(host):
+    from deplodock_dagster.secrets import register_secret
+
+    token = register_secret("hf_streamed_ssh_secret_77")
+    lines: list[str] = []
+    host.run(["printf", "a %s\\nb %s", token, token], on_output=lines.append)
+    assert lines == ["a ***", "b ***"]

@@ -73,7 +73,7 @@ class DryRunHost(Host):
         exit_code, stdout = self._canned(command)
         if on_output:
             for line in stdout.splitlines():
-                on_output(line)
+                on_output(redact(line))
         return self._check(CommandResult(command, exit_code, stdout, "", 0.0), check)
 
     def _canned(self, command: str) -> tuple[int, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from deplodock_dagster.errors import HostError
 from deplodock_dagster.hosts.base import CommandResult, Host, join_command
+from deplodock_dagster.secrets import redact
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def _read_lines(stream, parts: list[str], on_output, emit_lock: threading.Lock) 
             parts.append(line)
             if on_output:
                 with emit_lock:
-                    on_output(line.rstrip("\r\n"))
+                    on_output(redact(line.rstrip("\r\n")))
 
 
 def _kill_group(process: subprocess.Popen) -> None:

@@ -503,11 +503,11 @@ class _LineBuffer:
         self.pending += data
         *lines, self.pending = self.pending.split(b"\n")
         for line in lines:
-            self.on_output(line.decode("utf-8", errors="replace").rstrip("\r"))
+            self.on_output(redact(line.decode("utf-8", errors="replace").rstrip("\r")))
 
     def finish(self) -> None:
         if self.on_output is not None and self.pending:
-            self.on_output(self.pending.decode("utf-8", errors="replace").rstrip("\r"))
+            self.on_output(redact(self.pending.decode("utf-8", errors="replace").rstrip("\r")))
         self.pending = b""
 
     def text(self) -> str:
