@@ -10,6 +10,7 @@ says how many requests failed.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from importlib import resources
 
@@ -34,6 +35,7 @@ BENCH_SUBDIR = "bench"
 RESULT_FILENAME = "result.json"
 PERCENTILE_METRICS = "ttft,tpot,itl,e2el"
 DEFAULT_BENCH_TIMEOUT_S = 4 * 3600
+RESULT_COPY_ATTEMPTS = 3
 
 
 @dataclass
@@ -97,6 +99,20 @@ def check_complete(metrics: BenchmarkMetrics, num_prompts: int) -> str | None:
     return None
 
 
+def _read_result(host, path: str) -> bytes:
+    """Read `path` from the host; a dropped connection is retried (reading is safe to repeat,
+    and the benchmark behind the file is not)."""
+    for attempt in range(1, RESULT_COPY_ATTEMPTS + 1):
+        try:
+            return host.read_file(path)
+        except HostError as error:
+            if not error.transient or attempt == RESULT_COPY_ATTEMPTS:
+                raise
+            logger.warning("%s: copying %s failed (%s); trying again", host.name, path, error)
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
 def run_benchmark_workload(
     params: DeployParams, *, timeout_s: float = DEFAULT_BENCH_TIMEOUT_S
 ) -> WorkloadResult:
@@ -138,7 +154,7 @@ def run_benchmark_workload(
 
     result_path = f"{result_dir}/{RESULT_FILENAME}"
     try:
-        result_json = redact(host.read_file(result_path).decode("utf-8", "replace"))
+        result_json = redact(_read_result(host, result_path).decode("utf-8", "replace"))
     except HostError as error:
         if error.transient:
             raise
