@@ -291,6 +291,19 @@ def test_record_policy_records_first_key_and_refuses_a_changed_one(sshd_factory,
         fresh.run(["true"])
 
 
+@pytest.mark.parametrize("policy", ["record", "strict"])
+def test_a_host_key_of_another_type_is_a_changed_key(sshd_factory, tmp_path, policy):
+    """A replaced VM that offers only an RSA key where an ed25519 key was known."""
+    server = sshd_factory()
+    known_hosts = server.write_known_hosts(tmp_path / "known_hosts")
+    server.rotate_host_key(key_type="rsa")
+    ssh = SSHHost(server.address, 22, "root", server.key_path, known_hosts_path=known_hosts,
+                  host_key_policy=policy)
+    with pytest.raises(HostKeyError, match="man-in-the-middle"):
+        ssh.run(["true"])
+    assert len(known_hosts.read_text().splitlines()) == 1  # nothing recorded
+
+
 def test_record_policy_without_a_file_enforces_within_the_host(sshd_factory):
     server = sshd_factory()
     ssh = SSHHost(server.address, 22, "root", server.key_path, host_key_policy="record")

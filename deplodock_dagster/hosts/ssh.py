@@ -474,7 +474,11 @@ def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
 
 
 class _UnknownHostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse an unknown key ("strict"), or record it at first contact ("record")."""
+    """Refuse an unknown key ("strict"), or record it at first contact ("record").
+
+    paramiko calls this only for a host with no known key at all; a known host offering
+    another key, even of another type, raises BadHostKeyException before.
+    """
 
     def __init__(self, host: SSHHost):
         self.host = host
