@@ -68,8 +68,9 @@ class Host(ABC):
 
         `on_output` receives each output line as it arrives, registered secrets redacted
         (such lines go to logs); the whole output is also captured in the result, as is.
-        `env` values must not be secrets: pass secrets in a file written with mode 0o600. With `check`, a non-zero exit raises CommandFailed.
-        A timeout or lost connection raises HostError.
+        `env` values must not be secrets: pass secrets in a file written with mode 0o600.
+        With `check`, a non-zero exit raises CommandFailed. A timeout or lost connection
+        raises HostError.
         """
 
     @abstractmethod
