@@ -117,10 +117,14 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"run {run.run_id} ({', '.join(run.recipes)}): {state}")
         for failure in run.failures:
             print(f"  {failure.splitlines()[0]}")
-    if not args.dry_run and not failed:
+        if run.report_summary:
+            print()
+            print(run.report_summary.rstrip())
+            print()
+            print(f"report: {run.report_workbook}")
+    if not args.dry_run:
         results = args.results or os.environ.get("DEPLODOCK_RESULTS_DIR", "results")
-        reports = args.reports or os.environ.get("DEPLODOCK_REPORTS_DIR", "reports")
-        print(f"results in {results}; report in {reports}")
+        print(f"results in {Path(results).resolve()}")
     return 1 if failed else 0
 
 

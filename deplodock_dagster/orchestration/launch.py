@@ -37,6 +37,8 @@ class BenchRun:
     recipes: list[str]
     success: bool
     failures: list[str] = field(default_factory=list)  # step failure messages
+    report_summary: str = ""  # the report's markdown summary, when this run built it
+    report_workbook: str = ""  # path of the combined workbook, when this run built it
 
 
 def contiguous_ranges(wanted: Sequence[str], order: Sequence[str]) -> list[list[str]]:
@@ -97,6 +99,20 @@ def open_instance(instance: DagsterInstance | None = None) -> Iterator[DagsterIn
                 yield temp
 
 
+def _report_of_run(instance: DagsterInstance, run_id: str) -> tuple[str, str]:
+    """(summary markdown, combined workbook path) of the report this run built, if any."""
+    from dagster import AssetKey
+
+    records = instance.fetch_materializations(AssetKey("benchmark_report"), limit=5).records
+    for record in records:
+        if record.run_id == run_id:
+            metadata = record.asset_materialization.metadata
+            summary = metadata.get("summary")
+            workbook = metadata.get("combined_workbook")
+            return (summary.value if summary else "", workbook.value if workbook else "")
+    return "", ""
+
+
 def _failures(result) -> list[str]:
     messages = []
     for event in result.all_events:
@@ -141,6 +157,8 @@ def run_benchmarks(
             with execute_job(job, instance=dagster, run_config=config,
                              tags=partition_range_tags(keys[0], keys[-1]),
                              raise_on_error=False) as result:
+                summary, workbook = _report_of_run(dagster, result.run_id)
                 runs.append(BenchRun(run_id=result.run_id, recipes=keys,
-                                     success=result.success, failures=_failures(result)))
+                                     success=result.success, failures=_failures(result),
+                                     report_summary=summary, report_workbook=workbook))
     return runs
