@@ -145,3 +145,28 @@ def test_refused_key_is_a_clear_stored_failure(tmp_path, tiny, settings, sshd):
     assert "authentication failed for root@127.0.0.1" in results[0].error
     assert str(stranger) in results[0].error
     assert store.load(tiny.task_id).error == results[0].error
+
+
+class _InterruptedHost(LocalHost):
+    """This machine, where the operator presses Ctrl-C during the bootstrap's tool checks."""
+
+    def __init__(self):
+        super().__init__()
+        self.commands: list[list[str]] = []
+
+    def run(self, argv, **kwargs):
+        self.commands.append(list(argv))
+        if "deplodock-check" in argv:
+            raise KeyboardInterrupt
+        return super().run(argv, **kwargs)
+
+
+def test_interrupted_task_still_tears_down_and_stores_then_re_raises(tiny, settings):
+    store = ResultStore(settings.results_dir)
+    host = _InterruptedHost()
+    with pytest.raises(KeyboardInterrupt):
+        run_task(BenchmarkTask(tiny), host, settings, store, "r4")
+    assert any("deplodock-stop" in argv for argv in host.commands)  # teardown ran
+    stored = store.load(tiny.task_id)
+    assert stored.outcome == "failed"
+    assert stored.error == "interrupted: KeyboardInterrupt"

@@ -178,13 +178,28 @@ def run_task(
         kind = "" if isinstance(error, DeplodockError) else f"unexpected {type(error).__name__}: "
         errors.append(f"{kind}{error}")
         logger.warning("task %s failed: %s", task.task_id, redact(str(error)).splitlines()[0])
+    except BaseException as error:
+        # Cancelled (Ctrl-C, a Dagster run termination): stop the engine and keep what was
+        # measured before passing the interruption on.
+        errors.append(f"interrupted: {type(error).__name__}")
+        _finish(task, params, result, files, errors, store)
+        raise
+    _finish(task, params, result, files, errors, store)
+    return result
+
+
+def _finish(task: BenchmarkTask, params: DeployParams, result: TaskResult,
+            files: dict[str, str], errors: list[str], store) -> None:
+    """Capture the log of a failure, tear down (always), and store the result."""
+    host = params.host
+    if result.outcome != OUTCOME_SUCCEEDED:
+        result.outcome = OUTCOME_FAILED
         if not result.deploy_spec:
             result.deploy_spec = _spec_for(params)
-    if result.outcome != OUTCOME_SUCCEEDED:
         result.engine_log_tail = _failure_log(params, errors)
 
     try:
-        with _timed(timings, "teardown"):
+        with _timed(result.timings_s, "teardown"):
             teardown(params)
     except Exception as error:
         errors.append(f"teardown failed: {error}")
@@ -203,7 +218,6 @@ def run_task(
         files[ENGINE_LOG_FILE] = result.engine_log_tail
     store_result(store, result, files)
     logger.info("task %s: %s", task.task_id, result.outcome)
-    return result
 
 
 def _spec_for(params: DeployParams) -> str:
