@@ -13,6 +13,9 @@ import posixpath
 
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes.common import (
+    ENV_FILE_NAME,
+    HEALTH_PROBE_HOST_TIMEOUT_S,
+    HEALTH_PROBE_TIMEOUT_S,
     LOG_TAIL_LINES,
     DeployOutcome,
     Runtime,
@@ -24,9 +27,6 @@ from deplodock_dagster.deploy.runtimes.common import (
     poll_health,
     run_smoke_test,
     write_env_file,
-    ENV_FILE_NAME,
-    HEALTH_PROBE_HOST_TIMEOUT_S,
-    HEALTH_PROBE_TIMEOUT_S,
 )
 from deplodock_dagster.errors import DeployError, HostError
 from deplodock_dagster.hosts.base import join_command
@@ -54,7 +54,7 @@ echo $! >"$pid_file"
 echo $!
 """
 
-# $1 pid, $2 health URL. Exit 0 healthy, 3 the engine's processes are gone, else not yet.
+# $1 pid, $2 health URL, $3 curl timeout (s). Exit 0 healthy, 3 the engine's processes are gone, else not yet.
 # Zombies (stat Z) count as gone: a reparented engine may never be reaped on some hosts.
 _PROBE_SCRIPT = """pid=$1; url=$2
 ps -o stat= -s "$pid" 2>/dev/null | grep -qv '^ *Z' || exit 3
