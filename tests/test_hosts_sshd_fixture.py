@@ -32,7 +32,8 @@ def _run_inner(tmp_path: Path, kill_self: bool) -> list[int]:
     test_file.write_text(INNER_TEST.format(pid_file=str(pid_file), kill_self=kill_self))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.fixtures.sshd",
-         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(test_file)],
+         "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         "--basetemp", str(tmp_path / "inner-tmp"), str(test_file)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
         timeout=120,
     )
