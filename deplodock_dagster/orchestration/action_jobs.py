@@ -8,7 +8,7 @@ so the launchpad shows the fields and their descriptions. VMs made by `vm_create
 
 from pathlib import Path
 
-from dagster import Config, Failure, OpExecutionContext, job, op
+from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
 from deplodock_dagster.orchestration import settings as orch_settings
@@ -96,23 +96,19 @@ def _resolve(context: OpExecutionContext, config: DeployConfig, recipes: Recipes
 
 def _deploy_params(recipe, host, config: DeployConfig, bench: BenchSettingsResource,
                    ssh: SSHResource):
-    """DeployParams from the resolved recipe, the host, the job config and the settings."""
-    from deplodock_dagster.deploy import DeployParams
+    """DeployParams as the CLI builds them (bench.runner.deploy_params_for), plus config."""
+    import dataclasses
 
-    settings = bench.settings(ssh)
-    return DeployParams(
-        recipe=recipe,
-        host=host,
-        runtime=config.runtime or settings.runtime_for(recipe.runtime),
-        model_dir=settings.model_dir,
-        deploy_dir=settings.deploy_dir,
-        hf_token=settings.hf_token,
-        engine_python=settings.engine_python,
-        port=config.port,
-        health_timeout_s=settings.health_timeout_s,
-        install_missing=settings.install_missing,
-        dry_run=config.dry_run,
-    )
+    from deplodock_dagster.bench.runner import deploy_params_for
+    from deplodock_dagster.deploy.runtimes.common import with_resolved_dirs
+    from deplodock_dagster.planner import BenchmarkTask
+
+    settings = dataclasses.replace(bench.settings(ssh), port=config.port)
+    if config.runtime:
+        settings = dataclasses.replace(settings, runtime=config.runtime)
+    params = deploy_params_for(BenchmarkTask(recipe), host, settings)
+    params.dry_run = config.dry_run
+    return with_resolved_dirs(params) if config.dry_run else params
 
 
 def _deploy_on(context: OpExecutionContext, params) -> dict:
@@ -124,8 +120,12 @@ def _deploy_on(context: OpExecutionContext, params) -> dict:
         outcome = deploy(params)
     except DeplodockError as error:
         raise Failure(redact(str(error)), allow_retries=False) from error
-    if params.dry_run and hasattr(params.host, "transcript"):
-        context.log.info("dry run, commands:\n%s", redact(params.host.transcript()))
+    if params.dry_run:
+        transcript = "\n".join(params.host.transcript(with_content=True))
+        context.log.info("dry run on %s, nothing was run; it would:\n%s", params.host.name,
+                         redact(transcript))
+        context.add_output_metadata({"commands": MetadataValue.md(
+            "```\n" + redact(transcript) + "\n```")})
     context.log.info("%s serves %s at %s", outcome.runtime, outcome.served_model_name,
                      outcome.endpoint)
     context.add_output_metadata({"endpoint": outcome.endpoint, "runtime": outcome.runtime})
@@ -133,10 +133,22 @@ def _deploy_on(context: OpExecutionContext, params) -> dict:
 
 
 def _host(config, ssh: SSHResource, *, address: str | None):
+    """The host to act on: a recording dry-run host, this machine, or an SSH host."""
     from deplodock_dagster.hosts import DryRunHost, LocalHost
 
     if config.dry_run:
-        return DryRunHost(name=address or "local")
+        import os
+        import shlex
+
+        from deplodock_dagster.deploy.runtimes.common import HOME_SCRIPT
+
+        user = getattr(config, "username", None)
+        home = os.path.expanduser("~") if not address else (
+            "/root" if user in (None, "root") else f"/home/{user}")
+        host = DryRunHost(name=address or "local",
+                          outputs={f"sh -c {shlex.quote(HOME_SCRIPT)}": home})
+        host.address = address or "127.0.0.1"
+        return host
     if not address:
         return LocalHost()
     from deplodock_dagster.hosts.ssh import SSHHost
@@ -224,6 +236,9 @@ def teardown_deploy(context: OpExecutionContext, config: TeardownConfig,
         raise Failure(redact(str(error)), allow_retries=False) from error
     finally:
         host.close()
+    if config.dry_run:
+        context.log.info("dry run, nothing was run; it would:\n%s",
+                         redact("\n".join(host.transcript(with_content=True))))
     context.log.info("teardown: %s", "engine stopped" if stopped else "nothing was running")
     return stopped
 
