@@ -98,9 +98,10 @@ def test_no_capacity_is_a_capacity_error(fake_cloudrift, mode):
     assert fake_cloudrift.live_instances() == []
 
 
-def test_unknown_instance_type_is_terminal(fake_cloudrift):
-    with pytest.raises(TerminalCloudError, match="unknown instance type 'nope.1'"):
+def test_instance_type_not_offered_is_capacity_naming_what_is(fake_cloudrift):
+    with pytest.raises(CapacityError, match=r"'nope.1' is not offered now; offered: .*rtx49"):
         make_provider(fake_cloudrift).create_instance(make_spec("nope.1"))
+    assert fake_cloudrift.calls_to("instances/rent") == []
 
 
 def test_503_burst_is_retried(fake_cloudrift):

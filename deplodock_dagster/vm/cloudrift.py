@@ -300,7 +300,7 @@ class CloudRiftProvider(VMProvider):
             raise
 
     def check_capacity(self, instance_type: str) -> None:
-        """CapacityError if the type has no free node; TerminalCloudError if unknown."""
+        """CapacityError if the type has no free node or is not offered at all."""
         known = []
         for entry in self.client.instance_types():
             for variant in entry.get("variants") or []:
@@ -313,9 +313,11 @@ class CloudRiftProvider(VMProvider):
                         PROVIDER, f"no free node of type {instance_type} right now"
                     )
                 return
+        # Not in the catalog: a typo, or a type offered at other times. Either way this
+        # candidate cannot be had now, so the next one should be tried.
         shown = ", ".join(sorted(str(name) for name in known if name)[:30]) or "none"
-        raise TerminalCloudError(
-            PROVIDER, f"unknown instance type {instance_type!r}; offered now: {shown}"
+        raise CapacityError(
+            PROVIDER, f"instance type {instance_type!r} is not offered now; offered: {shown}"
         )
 
     def _rent(self, spec: VMSpec) -> str:
