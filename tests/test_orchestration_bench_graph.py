@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey, DagsterEventType, EventRecordsFilter, instance_for_test
+from dagster import AssetKey, DagsterEventType, instance_for_test
 
 from deplodock_dagster.orchestration.launch import contiguous_ranges, run_benchmarks
 
@@ -133,11 +133,42 @@ def test_failed_deploy_still_deletes_its_vm_and_fails_the_run_naming_the_task(
     assert ResultStore(results).load("stored/1xH100").run_id == "earlier-run"
 
 
+
+def test_provision_retries_transient_errors_and_not_terminal_ones(
+        bench_env, fake_cloudrift, fake_gce, fixtures_dir):
+    root = bench_env / "recipes"
+    results = bench_env / "results"
+    for name, variant, gpu in [("flaky", "1xH100", "NVIDIA H100 80GB"),
+                               ("denied", "1xL40S", "NVIDIA L40S")]:
+        folder = write_recipe(root, name, {variant: {"gpu": gpu, "gpu_count": 1}},
+                              runtime="process")
+        store_measured_result(results, folder, fixtures_dir)
+    # GCE answers 503 more often than the provider's own retries absorb: the op retries.
+    fake_gce.fail_next(4, status=503, path_contains="/instances")
+    # CloudRift refuses the key: terminal, no retry, the group has no VM.
+    fake_cloudrift.fail_next(1000, status=401, path_contains="rent")
+
+    with instance_for_test() as instance:
+        runs = run_benchmarks(["flaky", "denied"], recipes_dir=root, results_dir=results,
+                              reports_dir=bench_env / "reports", max_workers=2,
+                              instance=instance)
+        assert not runs[0].success
+        failure = "\n".join(runs[0].failures)
+        assert "denied/1xL40S: no VM" in failure and "flaky" not in failure
+        retried = {record.step_key for record in instance.all_logs(
+            runs[0].run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)}
+        assert retried == {"benchmark_results.provision_vm[h100x1_deplodock_tiny_llama]"}
+        observations = instance.fetch_observations(AssetKey("benchmark_results"),
+                                                   limit=10).records
+        assert {r.asset_observation.partition for r in observations} == {"flaky"}
+    assert fake_gce.live_instances() == []
+    assert fake_cloudrift.live_instances() == []
+
+
 @pytest.mark.vllm
 def test_two_recipes_one_run_real_cpu_engine_and_two_clouds_then_report(
         bench_env, fake_cloudrift, fake_gce, fixtures_dir, monkeypatch, vllm_lock,
         engine_python, model_root):
-    from deplodock_dagster.hosts.wait import _probe_port  # noqa: F401 - hosts layer present
     from tests.fixtures.sshd import free_port
 
     root = bench_env / "recipes"

@@ -5,7 +5,6 @@ records in a persistent test instance, and in the last test a real run worker (`
 bench`) killed with SIGKILL in the middle of a group.
 """
 
-import json
 import logging
 import os
 import signal
@@ -16,8 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from dagster import DagsterRunStatus, build_run_status_sensor_context, build_sensor_context
-from dagster import instance_for_test
+from dagster import (
+    DagsterRunStatus,
+    build_run_status_sensor_context,
+    build_sensor_context,
+    instance_for_test,
+)
 from dagster._core.test_utils import create_run_for_test
 
 from deplodock_dagster.orchestration import settings as orch_settings
@@ -121,7 +124,6 @@ def test_run_failure_and_cancel_sensors_delete_that_runs_vms(cloud, cloud_settin
             dagster_run = create_run_for_test(instance, status=status)
             other = _provision(cloud_settings, str(uuid.uuid4()))
             mine = _provision(cloud_settings, dagster_run.run_id)
-            event = instance.all_logs(dagster_run.run_id) or None
             context = build_run_status_sensor_context(
                 sensor_name=sensor.name, dagster_instance=instance, dagster_run=dagster_run,
                 dagster_event=_status_event(dagster_run, status),
@@ -132,7 +134,7 @@ def test_run_failure_and_cancel_sensors_delete_that_runs_vms(cloud, cloud_settin
             else:
                 sensor(context)
             names = {vm["name"] for vm in fake_gce.live_instances()}
-            assert mine.name not in names and other.name in names, event
+            assert mine.name not in names and other.name in names
 
 
 def _status_event(dagster_run, status):

@@ -267,23 +267,33 @@ def run_group_tasks(
             force=config.force,
             on_result=on_result,
         )
-    except BaseException as error:  # noqa: BLE001 - delete_vm must get its input
+    except Exception as error:  # noqa: BLE001 - delete_vm must get its input
         message = redact(f"{type(error).__name__}: {error}")
-        context.log.error("group %s stopped: %s", state.label, message)
+        context.log.error("group %s stopped: %s; the VM is deleted next", state.label, message)
         returned = list(landed)
         done = {result.task_id for result in returned}
+        store = results.store()
         for task in state.group.tasks:
-            if task.task_id not in done:
-                returned.append(
-                    TaskResult(
-                        task_id=task.task_id, recipe_name=task.recipe.recipe_name,
-                        variant=task.recipe.variant, model_name=task.model_name,
-                        gpu_name=task.gpu_name, gpu_count=task.gpu_count,
-                        outcome=OUTCOME_FAILED, run_id=context.run_id, error=message,
-                    )
-                )
-        if not isinstance(error, Exception):
-            context.log.warning("group %s: %s; the VM is deleted next", state.label, message)
+            if task.task_id in done:
+                continue
+            result = TaskResult(
+                task_id=task.task_id, recipe_name=task.recipe.recipe_name,
+                variant=task.recipe.variant, model_name=task.model_name,
+                gpu_name=task.gpu_name, gpu_count=task.gpu_count,
+                outcome=OUTCOME_FAILED, run_id=context.run_id, error=message,
+                recipe=task.recipe.to_dict(),
+            )
+            try:
+                store.save(result)
+            except OSError as save_error:
+                context.log.warning("could not store %s: %s", task.task_id, save_error)
+            returned.append(result)
+    except BaseException:
+        # Cancelled or interrupted: Dagster launches no further step, so the VM is left to
+        # the cancelled/failed-run sensors; say which one.
+        context.log.warning("group %s interrupted; VM %s is deleted by the run-status sensor",
+                            state.label, state.vm_name)
+        raise
 
     return state.with_(results=tuple(result.to_dict() for result in returned))
 

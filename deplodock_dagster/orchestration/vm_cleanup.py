@@ -73,7 +73,8 @@ def run_is_dead(instance: DagsterInstance, run_id: str) -> tuple[bool | None, st
         host = run.tags.get(orch_settings.WORKER_HOST_TAG)
         pid = run.tags.get(orch_settings.WORKER_PID_TAG, "")
         if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
-            return True, f"run worker (pid {pid}) is gone though the run is still {run.status.value}"
+            status = run.status.value
+            return True, f"run worker (pid {pid}) is gone though the run is still {status}"
     return False, f"run {run.status.value.lower()}"
 
 
