@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deplodock_dagster.errors import (
     CapacityError,
@@ -210,3 +212,15 @@ def test_unreachable_api_is_transient_and_bounded(fake_cloudrift):
     provider = make_provider(fake_cloudrift, api_url="http://127.0.0.1:9")  # nothing listens
     with pytest.raises(TransientCloudError, match="cannot reach .*after 4 attempts|after 4"):
         provider.list_instances()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(login=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["UsernameAndPassword", "Username", "HiddenPassword",
+                                       "username", "password", "x"]), inner, max_size=3),
+    max_leaves=8))
+def test_read_login_never_raises(login):
+    username, password = read_login(login)
+    assert isinstance(username, str) and username

@@ -449,6 +449,8 @@ def delete_cloud_vm(delete_info: dict, *, settings: CloudSettings, dry_run: bool
     provider_name = (delete_info or {}).get("provider")
     if not provider_name:
         raise ConfigError(f"delete_info names no provider: {delete_info!r}")
+    if provider_name == "gcp" and not settings.gcp_project and delete_info.get("project"):
+        settings = settings.replace(gcp_project=delete_info["project"])  # it says where
     provider = make_provider(provider_name, settings)
     if dry_run:
         for call in provider.plan_delete(delete_info):

@@ -222,8 +222,10 @@ def read_login(login_info) -> tuple[str, str | None]:
         if isinstance(value, str) and form == "Username":
             return value or DEFAULT_USER, None
         if isinstance(value, dict):
+            username = value.get("username")
             password = value.get("password") if form == "UsernameAndPassword" else None
-            return value.get("username") or DEFAULT_USER, password
+            return (username if isinstance(username, str) and username else DEFAULT_USER,
+                    password if isinstance(password, str) and password else None)
         return DEFAULT_USER, None
     return DEFAULT_USER, None
 
