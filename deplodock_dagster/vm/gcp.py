@@ -396,7 +396,8 @@ class GcpProvider(VMProvider):
     def list_instances(self, labels: dict[str, str] | None = None) -> list[VMSummary]:
         """Our VMs in every zone of the project, filtered by labels."""
         wanted = {MANAGED_LABEL: "true", **(labels or {})}
-        filter_text = " ".join(f"(labels.{key} = {value})" for key, value in wanted.items())
+        # Parenthesized expressions are ANDed; quoting keeps hyphenated values one token.
+        filter_text = " ".join(f'(labels.{key} = "{value}")' for key, value in wanted.items())
         found: list[VMSummary] = []
         instances = self.compute.instances()
         request = instances.aggregatedList(project=self.config.project, filter=filter_text)
