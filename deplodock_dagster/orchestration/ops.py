@@ -144,10 +144,16 @@ def plan_groups(context: OpExecutionContext, config: PlanConfig, recipes: Recipe
         context.log.info("dry run: no VM is provisioned and no task runs")
         return
 
+    seen: set[str] = set()
     for group in groups:
+        key, number = group.label, 1
+        while key in seen:  # labels are cut at 63 characters; keep mapping keys unique
+            number += 1
+            key = f"{group.label[:59]}_{number}"
+        seen.add(key)
         yield DynamicOutput(
             GroupState(group=group),
-            mapping_key=group.label,
+            mapping_key=key,
             metadata={
                 "gpu": group.gpu_name,
                 "gpu_count": group.gpu_count,
