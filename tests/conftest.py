@@ -1,6 +1,7 @@
 """Shared test configuration. Fixtures for real parts live in tests/fixtures/."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,10 @@ pytest_plugins = sorted(
     for path in (Path(__file__).parent / "fixtures").glob("*.py")
     if path.stem != "__init__"
 )
+
+
+def pytest_configure(config):
+    # Run state (recorded VM host keys, ...) goes to a throwaway folder, never to the
+    # user's ~/.cache; subprocesses started by tests inherit it.
+    if "DEPLODOCK_STATE_DIR" not in os.environ:
+        os.environ["DEPLODOCK_STATE_DIR"] = tempfile.mkdtemp(prefix="deplodock-state-")

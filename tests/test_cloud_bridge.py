@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deplodock_dagster.hosts import vm_known_hosts_path
 from deplodock_dagster.deploy.cloud import (
     CloudSettings,
     delete_cloud_vm,
@@ -54,8 +55,8 @@ def test_provision_cloudrift_moves_past_a_type_without_capacity(cloud_settings,
     instance = fake_cloudrift.instances[conn.instance_id]
     assert instance.instance_type == "rtx49-7c-kn.1"
     assert conn.host == instance.vm.address and conn.ssh_port == instance.vm.port
-    # wait_for_ssh logged in and recorded the VM's host key.
-    assert instance.vm.address in Path(cloud_settings.known_hosts_path).read_text()
+    # wait_for_ssh logged in and recorded the VM's host key, in the VM's own file.
+    assert instance.vm.address in Path(vm_known_hosts_path(conn)).read_text()
 
     assert [vm.name for vm in list_managed_vms(cloud_settings, run_id=RUN_ID)] == [conn.name]
     assert delete_cloud_vm(conn.delete_info, settings=cloud_settings) is True

@@ -22,12 +22,6 @@ logger = logging.getLogger(__name__)
 REACH_TIMEOUT_S = 60
 
 
-def _host_key_policy(conn) -> str:
-    # Fixed hosts are checked against known_hosts; a fresh VM's key is recorded at first
-    # contact and enforced for the rest of the run.
-    return "strict" if conn.provider == "fixed" else "record"
-
-
 def run_group_tasks(
     group: ExecutionGroup,
     conn,
@@ -41,15 +35,14 @@ def run_group_tasks(
 
     Each result is stored as its task ends and passed to `on_result`. Returns the results.
     """
-    from deplodock_dagster.hosts import connect
+    from deplodock_dagster.hosts import connect_checked
 
     results: list[TaskResult] = []
     host = None
     unreachable: str | None = None
     try:
-        host = connect(conn, key_path=settings.ssh_key_path,
-                       known_hosts_path=settings.known_hosts_path,
-                       host_key_policy=_host_key_policy(conn))
+        host = connect_checked(conn, key_path=settings.ssh_key_path,
+                               known_hosts_path=settings.known_hosts_path)
         host.run(["true"], timeout_s=REACH_TIMEOUT_S)
     except (DeplodockError, OSError, ValueError) as error:
         unreachable = redact(f"cannot reach host {conn.name} ({conn.host}): {error}")

@@ -307,7 +307,7 @@ def cmd_cloud(args) -> int:
     """`deplodock deploy cloud`: VM, deploy, optional bench, teardown; the VM is always
     deleted, or a loud message names it."""
     from deplodock_dagster.deploy.cloud import CloudSettings, delete_cloud_vm, provision_cloud_vm
-    from deplodock_dagster.hosts import connect
+    from deplodock_dagster.hosts import connect_checked
 
     settings = _settings(args)
     recipes = _recipes(args)
@@ -327,8 +327,7 @@ def cmd_cloud(args) -> int:
     try:
         key = settings.ssh_key_path or str(cloud_settings.private_key_path())
         known_hosts = settings.known_hosts_path or cloud_settings.known_hosts_path
-        host = connect(conn, key_path=key, known_hosts_path=known_hosts,
-                       host_key_policy="record")
+        host = connect_checked(conn, key_path=key, known_hosts_path=known_hosts)
         try:
             if args.bench:
                 code = _bench(args, host, settings, recipes)

@@ -402,6 +402,7 @@ def provision_from_specs(specs: list[VMSpec], *, settings: CloudSettings) -> VMC
 
 def _wait_for_ssh_or_delete(conn: VMConnectionInfo, provider: VMProvider,
                             settings: CloudSettings) -> None:
+    from deplodock_dagster.hosts import HostKeyError, vm_known_hosts_path
     from deplodock_dagster.hosts.wait import wait_for_ssh
 
     try:
@@ -410,7 +411,7 @@ def _wait_for_ssh_or_delete(conn: VMConnectionInfo, provider: VMProvider,
             deadline_s=settings.ssh_deadline_s,
             per_try_timeout_s=settings.ssh_per_try_timeout_s,
             poll_interval_s=settings.ssh_poll_interval_s,
-            known_hosts_path=settings.known_hosts_path,
+            known_hosts_path=vm_known_hosts_path(conn),
             host_key_policy="record",
         )
     except BaseException as error:
@@ -423,6 +424,8 @@ def _wait_for_ssh_or_delete(conn: VMConnectionInfo, provider: VMProvider,
                 f"{what} never accepted SSH ({error}) and could not be deleted "
                 f"({delete_error}): delete it by hand with {_delete_hint(conn.delete_info)}",
             ) from error
+        if isinstance(error, HostKeyError):
+            raise  # a possible man-in-the-middle: never retried
         if isinstance(error, DeplodockError):
             raise HostError(
                 f"{conn.username}@{conn.host}:{conn.ssh_port}",

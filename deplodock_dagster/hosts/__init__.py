@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from deplodock_dagster.errors import ConfigError
 from deplodock_dagster.hosts.base import (
@@ -26,6 +28,8 @@ __all__ = [
     "HostKeyError",
     "LocalHost",
     "connect",
+    "connect_checked",
+    "vm_known_hosts_path",
     "join_command",
     "shell_command",
 ]
@@ -61,3 +65,30 @@ def connect(
         host_key_policy=host_key_policy,
         password=conn.password,
     )
+
+
+def vm_known_hosts_path(conn) -> str:
+    """The known_hosts file of one fresh VM: its key is recorded here at first contact.
+
+    One file per VM (provider and instance id), under $DEPLODOCK_STATE_DIR/known_hosts
+    (default ~/.cache/deplodock/known_hosts), so every step of a run, in any process,
+    enforces the key seen first, and a later VM that reuses the address starts clean
+    instead of being refused as a changed key.
+    """
+    state = os.environ.get("DEPLODOCK_STATE_DIR") or Path.home() / ".cache" / "deplodock"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{conn.provider}_{conn.instance_id}")
+    return str(Path(state) / "known_hosts" / name)
+
+
+def connect_checked(conn, *, key_path, known_hosts_path=None) -> Host:
+    """connect() with the host key checking `conn` needs.
+
+    A fixed host (provider "fixed") is checked strictly against `known_hosts_path`
+    (default ~/.ssh/known_hosts); a fresh VM's key is recorded at first contact in its own
+    file (vm_known_hosts_path) and enforced from then on.
+    """
+    if conn.provider == "fixed":
+        known = known_hosts_path or os.path.expanduser("~/.ssh/known_hosts")
+        return connect(conn, key_path=key_path, known_hosts_path=known, host_key_policy="strict")
+    return connect(conn, key_path=key_path, known_hosts_path=vm_known_hosts_path(conn),
+                   host_key_policy="record")
