@@ -224,8 +224,10 @@ def _run(args, host, settings, *, address_for_print: str) -> int:
 
     outcome = deploy(_params(recipes[0], host, settings, False))
     print(f"{outcome.runtime}: {outcome.served_model_name} serves at {outcome.endpoint}")
+    extra = "".join(f"--{flag.replace('_', '-')} {getattr(args, flag)} "
+                    for flag in ("deploy_dir", "runtime") if getattr(args, flag))
     print(f"tear down with: deplodock deploy {args.target} --recipe {args.recipe} "
-          f"--variant {recipes[0].variant} {address_for_print}--teardown")
+          f"--variant {recipes[0].variant} {address_for_print}{extra}--teardown")
     return 0
 
 
