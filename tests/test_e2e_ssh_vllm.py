@@ -9,6 +9,8 @@ over SSH with the process runtime:
 - `engine-dies`: an engine flag vLLM does not know, so the engine exits while starting;
 
 then, through `run_task`, `never-healthy`: a 3 s health deadline the engine cannot meet.
+While the first engine is starting, every SSH connection to the server is cut (as a network
+cut would: the detached engine lives on) and the task must still succeed.
 Two full engine starts in all; the other two die or are stopped within seconds. A known fake
 HF token is set throughout and must appear in no stored file and no log.
 """
@@ -19,6 +21,7 @@ import fcntl
 import json
 import logging
 import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from deplodock_dagster.planner import BenchmarkTask, ExecutionGroup
 from deplodock_dagster.recipe import RECIPES_DIR, resolve_variant
 from deplodock_dagster.vm.types import VMConnectionInfo
 from tests.fixtures.engine import VLLM_LOCK_PATH
-from tests.fixtures.sshd import free_port
+from tests.fixtures.sshd import SSHServer, _descendants, free_port
 
 pytestmark = [pytest.mark.vllm, pytest.mark.sshd]
 
@@ -48,6 +51,41 @@ def _engine_pids(port: int) -> list[str]:
     return found.stdout.split()
 
 
+class _ConnectionCutter(threading.Thread):
+    """Cuts every SSH connection of `server` once the engine on `port` runs on its own.
+
+    "On its own": the engine's parent is no longer below sshd (the launcher exited, and its
+    reply is long delivered: the engine has begun to log), so the cut hits the deploy's
+    session, not the engine. Event-driven, not timed.
+    """
+
+    def __init__(self, server: SSHServer, port: int, engine_log: Path):
+        super().__init__(daemon=True)
+        self.server, self.port, self.engine_log = server, port, engine_log
+        self.stop = threading.Event()
+        self.killed = 0
+
+    def _engine_detached(self) -> bool:
+        if not self.engine_log.exists() or self.engine_log.stat().st_size == 0:
+            return False
+        below_sshd = set(_descendants(self.server.pid))
+        for pid in _engine_pids(self.port):
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ValueError):
+                continue
+            if int(pid) not in below_sshd and ppid not in below_sshd:
+                return True
+        return False
+
+    def run(self):
+        while not self.stop.wait(0.2):
+            if self._engine_detached():
+                self.killed = self.server.drop_connections()
+                return
+
+
 class _Capture(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
@@ -58,8 +96,22 @@ class _Capture(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory, sshd, engine_python, model_root, tiny_model_dir):
+def e2e_sshd(tmp_path_factory, ssh_client_key):
+    """An OpenSSH server of this module's own: its connections get cut."""
+    public = ssh_client_key.with_name(ssh_client_key.name + ".pub").read_text()
+    server = SSHServer(tmp_path_factory.mktemp("e2e-sshd"), "127.0.0.1", free_port(), public,
+                       ssh_client_key)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, e2e_sshd, engine_python, model_root, tiny_model_dir):
     """Run every scenario once under the vLLM lock; tests read what it left."""
+    sshd = e2e_sshd
     work = tmp_path_factory.mktemp("e2e")
     port = free_port()
     settings = BenchSettings(
@@ -105,7 +157,9 @@ def e2e(tmp_path_factory, sshd, engine_python, model_root, tiny_model_dir):
     left_running: dict[str, list[str]] = {}
     lock = open(VLLM_LOCK_PATH, "a")
     fcntl.flock(lock, fcntl.LOCK_EX)
+    cutter = _ConnectionCutter(sshd, port, work / "deploy" / "engine.log")
     try:
+        cutter.start()
         results = {
             r.variant: r
             for r in run_group_tasks(
@@ -122,6 +176,8 @@ def e2e(tmp_path_factory, sshd, engine_python, model_root, tiny_model_dir):
             )
         left_running["never-healthy"] = _engine_pids(port)
     finally:
+        cutter.stop.set()
+        cutter.join()
         for pid in _engine_pids(port):  # never leave an engine behind, whatever failed
             subprocess.run(["kill", "-KILL", pid], check=False)
         fcntl.flock(lock, fcntl.LOCK_UN)
@@ -131,6 +187,7 @@ def e2e(tmp_path_factory, sshd, engine_python, model_root, tiny_model_dir):
     return {
         "results": results, "store": store, "settings": settings, "work": work,
         "left_running": left_running, "logs": capture.lines, "sshd": sshd,
+        "connections_cut": cutter.killed,
     }
 
 
@@ -151,6 +208,11 @@ def test_tiny_model_benchmark_succeeds_and_every_request_completed(e2e):
     assert result.host_facts["cpu_count"]
     assert "--served-model-name deplodock/tiny-llama" in result.deploy_spec
     assert result.run_id == "e2e-run"
+
+
+def test_cut_ssh_connections_while_the_engine_starts_do_not_fail_the_task(e2e):
+    assert e2e["connections_cut"] >= 1  # the cut happened (during the first deploy)
+    assert e2e["results"]["cpu"].outcome == "succeeded"
 
 
 def test_no_engine_is_left_after_any_task(e2e):
