@@ -23,7 +23,7 @@ from deplodock_dagster.deploy import deploy, engine_log_tail, teardown
 from deplodock_dagster.deploy.params import DeployParams
 from deplodock_dagster.deploy.runtimes import get_runtime
 from deplodock_dagster.deploy.runtimes.common import with_resolved_dirs
-from deplodock_dagster.errors import DeplodockError
+from deplodock_dagster.errors import DeplodockError, HostError
 from deplodock_dagster.hosts.base import Host
 from deplodock_dagster.planner import BenchmarkTask
 from deplodock_dagster.secrets import redact
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 ENGINE_LOG_FILE = "engine.log"
 DEPLOY_SPEC_FILE = "deploy_spec.txt"
 HOST_FACTS_TIMEOUT_S = 120
+# A task cut short by a dropped SSH connection runs again from its deploy (which first stops
+# whatever the cut attempt left running); a command is never re-sent on its own.
+TASK_ATTEMPTS = 3
 
 
 def _now() -> str:
@@ -134,11 +137,14 @@ def run_task(
     store,
     run_id: str | None,
     force: bool = False,
+    *,
+    attempt: int = 1,
 ) -> TaskResult:
     """Deploy, benchmark and tear down `task` on `host`; store and return its result.
 
     Skipped (outcome "skipped", nothing stored) when a result is already stored, unless
-    `force` (or settings.force). Never raises for a task failure.
+    `force` (or settings.force). Never raises for a task failure. A dropped connection
+    (transient HostError) runs the whole task again, up to TASK_ATTEMPTS times.
     """
     params = deploy_params_for(task, host, settings)
     result = new_result(task, run_id, params.runtime)
@@ -175,6 +181,11 @@ def run_task(
         else:
             errors.append(workload.error)
     except Exception as error:  # a task failure is an outcome, whatever raised it
+        if isinstance(error, HostError) and error.transient and attempt < TASK_ATTEMPTS:
+            logger.warning("task %s: %s; running the task again (attempt %d of %d)",
+                           task.task_id, redact(str(error)).splitlines()[0], attempt + 1,
+                           TASK_ATTEMPTS)
+            return run_task(task, host, settings, store, run_id, force, attempt=attempt + 1)
         kind = "" if isinstance(error, DeplodockError) else f"unexpected {type(error).__name__}: "
         errors.append(f"{kind}{error}")
         logger.warning("task %s failed: %s", task.task_id, redact(str(error)).splitlines()[0])
@@ -200,7 +211,7 @@ def _finish(task: BenchmarkTask, params: DeployParams, result: TaskResult,
 
     try:
         with _timed(result.timings_s, "teardown"):
-            teardown(params)
+            _teardown(params)
     except Exception as error:
         errors.append(f"teardown failed: {error}")
         result.outcome = OUTCOME_FAILED
@@ -218,6 +229,18 @@ def _finish(task: BenchmarkTask, params: DeployParams, result: TaskResult,
         files[ENGINE_LOG_FILE] = result.engine_log_tail
     store_result(store, result, files)
     logger.info("task %s: %s", task.task_id, result.outcome)
+
+
+def _teardown(params: DeployParams) -> None:
+    """teardown(), once more after a dropped connection (stopping is safe to repeat)."""
+    try:
+        teardown(params)
+    except HostError as error:
+        if not error.transient:
+            raise
+        logger.warning("teardown on %s: %s; trying again", params.host.name,
+                       redact(str(error)).splitlines()[0])
+        teardown(params)
 
 
 def _spec_for(params: DeployParams) -> str:
