@@ -7,7 +7,10 @@ runtime must read those answers and decide.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+import yaml
 
 from deplodock_dagster.deploy import DeployParams, deploy, teardown
 from deplodock_dagster.errors import DeployError
@@ -91,3 +94,19 @@ def test_teardown_failure_says_how_to_stop_by_hand(recipe):
     params = _params(recipe, **{"COMPOSE down": (1, "Cannot connect to the Docker daemon")})
     with pytest.raises(DeployError, match="docker compose --project-name deplodock down"):
         teardown(params)
+
+
+def test_pinned_gpus_reach_the_compose_file(recipe):
+    # A 4-GPU task on an 8-GPU VM, pinned to the second half by the planner.
+    params = _params(_on_gpus(recipe, 4))
+    params.gpu_device_ids = (4, 5, 6, 7)
+    outcome = deploy(params)
+    service = yaml.safe_load(outcome.deploy_spec)["services"]["engine_0"]
+    devices = service["deploy"]["resources"]["reservations"]["devices"][0]
+    assert devices["device_ids"] == ["4", "5", "6", "7"]
+
+
+def _on_gpus(recipe, gpus: int):
+    """The recipe on `gpus` GPUs (tensor parallel over all of them)."""
+    return replace(recipe, gpu_count=gpus,
+                   engine=replace(recipe.engine, tensor_parallel_size=gpus))

@@ -203,3 +203,13 @@ def test_smoke_reply_must_be_non_empty(body, ok):
     else:
         with pytest.raises(DeployError, match="smoke test"):
             check_smoke_reply("h", body)
+
+
+def test_pinned_gpus_reach_the_process_engine_as_cuda_visible_devices(tiny):
+    host = DryRunHost(name="gpu-1")
+    params = DeployParams(recipe=tiny, host=host, runtime="process", deploy_dir="/srv/d",
+                          gpu_device_ids=(2, 3), dry_run=True)
+    outcome = run_deploy(params)
+    assert "CUDA_VISIBLE_DEVICES=2,3" in outcome.deploy_spec
+    launch = [c for c in host.commands if "deplodock-launch" in c]
+    assert len(launch) == 1 and "CUDA_VISIBLE_DEVICES=2,3" in launch[0]
