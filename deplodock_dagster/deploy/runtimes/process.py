@@ -54,7 +54,8 @@ echo $! >"$pid_file"
 echo $!
 """
 
-# $1 pid, $2 health URL, $3 curl timeout (s). Exit 0 healthy, 3 the engine's processes are gone, else not yet.
+# $1 pid, $2 health URL, $3 curl timeout (s). Exit 0 healthy, 3 the engine's processes are
+# gone, anything else not yet.
 # Zombies (stat Z) count as gone: a reparented engine may never be reaped on some hosts.
 _PROBE_SCRIPT = """pid=$1; url=$2
 ps -o stat= -s "$pid" 2>/dev/null | grep -qv '^ *Z' || exit 3
