@@ -104,6 +104,20 @@ def test_stored_task_is_skipped_without_touching_the_host(tmp_path, tiny, settin
     assert store.load(tiny.task_id).run_id == "earlier"
 
 
+def test_stored_failure_is_run_again_and_kept_in_history(tmp_path, tiny, settings):
+    store = ResultStore(settings.results_dir)
+    store.save(TaskResult(task_id=tiny.task_id, recipe_name=tiny.recipe_name,
+                          variant=tiny.variant, model_name=tiny.model_name,
+                          gpu_name=tiny.gpu_name, gpu_count=1, outcome="failed",
+                          run_id="earlier", finished_at="2026-12-01T02:00:00+00:00"))
+    host = DryRunHost()
+    result = run_task(BenchmarkTask(tiny), host, settings, store, "now")
+    assert result.outcome != "skipped"
+    assert host.commands, "a stored failure must not stop the task from running again"
+    assert store.load(tiny.task_id).run_id == "now"
+    assert [old.run_id for old in store.history(tiny.task_id)] == ["earlier"]
+
+
 def test_failed_deploy_is_a_stored_outcome_not_an_exception(tmp_path, tiny, settings):
     store = ResultStore(settings.results_dir)
     result = run_task(BenchmarkTask(tiny), LocalHost(), settings, store, "r1")

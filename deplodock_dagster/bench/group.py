@@ -72,9 +72,9 @@ def store_unreached(task, run_id, settings: BenchSettings, store, message: str,
     could not be provisioned). A task with a stored result is skipped unless forced."""
     result = new_result(task, run_id, settings.runtime_for(task.recipe.runtime))
     result.finished_at = result.started_at
-    if store.has(task.task_id) and not (force or settings.force):
+    if store.has_success(task.task_id) and not (force or settings.force):
         result.outcome = OUTCOME_SKIPPED
-        result.error = "a result is already stored for this task; force to run it again"
+        result.error = "a succeeded result is already stored for this task; force to run it again"
         return result
     result.error = redact(message)
     store_result(store, result, {})

@@ -142,16 +142,16 @@ def run_task(
 ) -> TaskResult:
     """Deploy, benchmark and tear down `task` on `host`; store and return its result.
 
-    Skipped (outcome "skipped", nothing stored) when a result is already stored, unless
+    Skipped (outcome "skipped", nothing stored) when a succeeded result is stored, unless
     `force` (or settings.force). Never raises for a task failure. A dropped connection
     (transient HostError) runs the whole task again, up to TASK_ATTEMPTS times.
     """
     params = deploy_params_for(task, host, settings)
     result = new_result(task, run_id, params.runtime)
-    if store.has(task.task_id) and not (force or settings.force):
-        logger.info("%s: result already stored; skipped (force to run again)", task.task_id)
+    if store.has_success(task.task_id) and not (force or settings.force):
+        logger.info("%s: a succeeded result is stored; skipped (force to run again)", task.task_id)
         result.outcome = OUTCOME_SKIPPED
-        result.error = "a result is already stored for this task; force to run it again"
+        result.error = "a succeeded result is already stored for this task; force to run it again"
         result.finished_at = result.started_at
         return result
 
