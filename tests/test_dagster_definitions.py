@@ -214,3 +214,12 @@ def test_nightly_schedule_requests_one_run_over_every_partition():
     assert request.tags["dagster/asset_partition_range_start"] == "a"
     assert request.tags["dagster/asset_partition_range_end"] == "c"
     assert request.run_key == "nightly-2026-12-03"
+    # Every night measures again; the config must be valid for the job as it is.
+    assert request.run_config["ops"]["benchmark_results"]["config"]["force"] is True
+    from deplodock_dagster.orchestration.definitions import defs
+
+    job = defs.resolve_job_def(nightly_benchmarks.job_name)
+    assert job.run_config_schema.config_type is not None
+    from dagster._config import process_config
+
+    assert process_config(job.run_config_schema.config_type, request.run_config).success

@@ -1,4 +1,8 @@
-"""The nightly benchmark: every recipe partition in one run, so VMs are shared."""
+"""The nightly benchmark: every recipe partition in one run, so VMs are shared.
+
+Each night measures again (force): a result stored by an earlier night does not make the
+task skip, and the store keeps the earlier result in the task's history/ folder.
+"""
 
 from dagster import (
     DefaultScheduleStatus,
@@ -10,6 +14,7 @@ from dagster import (
 
 from deplodock_dagster.orchestration import settings as orch_settings
 from deplodock_dagster.orchestration.jobs import benchmark_job, partition_range_tags
+from deplodock_dagster.orchestration.launch import run_config
 from deplodock_dagster.orchestration.partitions import recipes_partitions
 
 
@@ -28,4 +33,5 @@ def nightly_benchmarks(context: ScheduleEvaluationContext):
     return RunRequest(
         run_key=f"nightly-{context.scheduled_execution_time:%Y-%m-%d}",
         tags=partition_range_tags(keys[0], keys[-1]),
+        run_config=run_config(force=True),
     )
