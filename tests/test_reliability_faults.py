@@ -8,6 +8,9 @@ alive. Each test fills one row of the reliability report (scripts/reliability_re
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 
 from deplodock_dagster.bench.types import OUTCOME_FAILED, OUTCOME_SUCCEEDED
@@ -299,4 +302,47 @@ def test_delete_transient_errors_then_success(reliability_rig, reliability_row):
     statuses = [c.status for c in rig.cloudrift.calls_to("instances/terminate")]
     assert statuses[:6] == [503] * 6 and 200 in statuses[6:]
     assert any("delete failed, will retry" in m for m in run.messages())
+    assert rig.live_vms() == []
+
+
+def _engine_processes(port: int) -> list[int]:
+    """Pids of real vLLM API servers started for `port`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in argv and str(port).encode() in argv:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_real_vllm_benchmark_failure_stops_the_engine(
+        reliability_rig, reliability_row, host_faults, vllm_lock, engine_python,
+        tiny_model_dir):
+    rig, row = reliability_rig, reliability_row
+    row.fault = "benchmark fails after a real vLLM engine start"
+    rig.standin.python = engine_python  # the real engine this time
+    rig.model_dir = tiny_model_dir.parent.parent
+    rig.health_timeout_s = 600
+    rig.recipe(RECIPE, extra={"extra_env": {"VLLM_TARGET_DEVICE": "cpu",
+                                            "VLLM_CPU_KVCACHE_SPACE": "1"}})
+    host_faults.add(r"vllm_bench_driver\.py", message="Killed (out of memory)",
+                    exit_code=137)
+    run = rig.run([RECIPE])
+    stored = _finish(row, rig, run, "task failed naming the benchmark; vLLM stopped; VM deleted",
+                     task_ids=[TASK], measured=[])
+    assert not run.success
+    assert stored[TASK].outcome == OUTCOME_FAILED
+    assert "wrote no result" in stored[TASK].error and "Killed" in stored[TASK].error
+    assert stored[TASK].host_facts["engine"].startswith("vllm 0.")  # the engine was up
+    assert stored[TASK].timings_s["deploy"] > 5
+    assert _engine_processes(rig.port) == []
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", rig.port)) != 0  # nothing serves the port
     assert rig.live_vms() == []
