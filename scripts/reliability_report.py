@@ -25,7 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TESTS = ["tests/test_reliability_faults.py", "tests/test_reliability_runs.py",
                  "tests/test_reliability_endurance.py", "tests/test_reliability_storage.py",
-                 "tests/test_security_host_keys.py"]
+                 "tests/test_security_host_keys.py", "tests/test_security_secrets.py",
+                 "tests/test_security_injection.py"]
 COLUMNS = [("fault", 44), ("expected", 40), ("seen", 40), ("VMs leaked", 10),
            ("results lost", 12), ("test", 6)]
 

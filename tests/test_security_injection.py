@@ -218,8 +218,8 @@ def _accepted(field: str) -> list[str]:
 
 @pytest.mark.sshd
 def test_accepted_payloads_deployed_over_ssh_run_nothing_and_arrive_intact(
-        reliability_rig):
-    rig = reliability_rig
+        reliability_rig, reliability_row):
+    rig, row = reliability_rig, reliability_row
     CANARY.unlink(missing_ok=True)
     args = _accepted("extra_args (list)")
     env_values = _accepted("extra_env value")
@@ -238,6 +238,14 @@ def test_accepted_payloads_deployed_over_ssh_run_nothing_and_arrive_intact(
                       "random_output_len": 8, "extra_args": bench_extra},
     })
     run = rig.run([name])
+    refused = sum(len(PAYLOADS) - len(_accepted(field)) for field in FIELDS)
+    row.fault = f"{len(PAYLOADS)} shell-injection payloads x {len(FIELDS)} recipe fields"
+    row.expected = "refused at load, or passed as data; canary never created"
+    row.seen = (f"{refused} field/payload pairs refused at load; "
+                f"{len(args) + len(env_values) + len(bench_extra)} deployed as data over "
+                f"sshd; canary {'CREATED' if CANARY.exists() else 'absent'}")
+    row.vms_leaked = len(rig.live_vms())
+    row.results_lost = 0 if run.success else 1
     assert run.success, run.failure_text()
     assert not CANARY.exists()
     for where in (rig.deploy_dir, Path.home(), rig.tmp, Path("/")):

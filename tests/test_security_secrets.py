@@ -48,7 +48,7 @@ def _hits(secret_values: dict[str, str], texts: dict[str, bytes]) -> list[str]:
 
 
 def test_no_secret_in_logs_events_results_reports_or_host_files(
-        reliability_rig, host_faults, caplog, capfd):
+        reliability_rig, reliability_row, host_faults, caplog, capfd):
     from dagster import materialize
     from dagster._serdes import serialize_value
 
@@ -109,7 +109,14 @@ def test_no_secret_in_logs_events_results_reports_or_host_files(
     assert any(path.endswith(".xlsx!xl/workbook.xml") for path in texts)
     assert any(path.endswith("docker-compose.yml") for path in texts)
     assert any(path.endswith("deploy_spec.txt") for path in texts)
-    assert _hits(secret_values, texts) == []
+    hits = _hits(secret_values, texts)
+    row = reliability_row
+    row.fault = "known HF token, API key, VM passwords in a full run"
+    row.expected = "0 hits in logs, events, results, reports, host files"
+    row.seen = f"{len(hits)} hits in {len(texts)} files and streams; .env 0600 holds the token"
+    row.vms_leaked = len(rig.live_vms())
+    row.results_lost = 0 if stored["alpha/1x"].metrics else 1
+    assert hits == []
     # The env file is where the token belongs: readable by its owner only.
     assert rig.hf_token in env_file.read_text()
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
