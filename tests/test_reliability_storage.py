@@ -80,14 +80,17 @@ def test_postgres_restart_mid_run_loses_no_result_and_leaves_no_vm(
     rig.recipe("alpha", variants={"a": {"gpu": "NVIDIA L40S", "gpu_count": 1},
                                   "b": {"gpu": "NVIDIA L40S", "gpu_count": 1}})
     restarts: list[subprocess.CompletedProcess] = []
+    restart_took: list[float] = []
 
     def restart_in_background():
         version, name = _cluster()
 
         def restart():
+            started = time.monotonic()
             restarts.append(subprocess.run(
                 ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart",
                  "-m", "fast"], capture_output=True, text=True, timeout=120))
+            restart_took.append(time.monotonic() - started)
 
         thread = threading.Thread(target=restart, daemon=True)
         thread.start()
@@ -113,7 +116,8 @@ def test_postgres_restart_mid_run_loses_no_result_and_leaves_no_vm(
         fresh = DagsterInstance.get()
         record = fresh.get_run_by_id(run.run_id)
         status = record.status if record else None
-        row.seen = (f"restart exit {restarts[0].returncode if restarts else 'none'}; run "
+        row.seen = (f"restart exit {restarts[0].returncode if restarts else 'none'} "
+                    f"({restart_took[0] if restart_took else 0:.0f} s); run "
                     f"{status.value if status else 'not recorded'}; a "
                     f"{first_stored.outcome if first_stored else 'not stored'}; b "
                     f"{stored['alpha/b'].outcome if 'alpha/b' in stored else 'not stored'}")
