@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from deplodock_dagster.errors import RecipeError
@@ -155,25 +155,32 @@ def _host_argvs(task) -> list[list[str]]:
     return [runtime.engine_argv(params), runtime.bench_command(params, args)]
 
 
-@settings(derandomize=True, max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(field=st.sampled_from(FIELDS), payload=st.sampled_from(PAYLOADS),
-       prefix=st.sampled_from(["", "a", "--opt="]), suffix=st.sampled_from(["", "z", " "]))
-def test_payload_is_refused_naming_the_field_or_passed_as_data(field, payload, prefix, suffix):
+SETTINGS = settings(derandomize=True, max_examples=120, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+# Letters, the characters recipes may use, and shell metacharacters, quotes, lookalikes.
+DATA_ALPHABET = list("abc019 _.,:=/+@%{}[]\"-$`;|&<>()\\'*?!#~\t") + ["\u00e9", "\uff04"]
+DATA_FIELDS = ["extra_args (list)", "extra_args (string)", "extra_env value",
+               "engine extra_env value", "benchmark extra_args"]
+
+
+def _refused_or_data(field: str, value: str) -> None:
+    """Load a recipe with `value` in `field`: a RecipeError naming the file and the field,
+    or every host command and the compose file carry the value unchanged."""
     from deplodock_dagster.bench.tasks import enumerate_tasks
     from deplodock_dagster.deploy.compose import generate_compose
 
-    value = prefix + payload + suffix
     data = copy.deepcopy(BASE)
     dotted = _set(data, field, value)
     with tempfile.TemporaryDirectory() as folder:
         try:
             _, path = _load(Path(folder), data)
         except RecipeError as error:
+            event("refused at load")
             assert str(Path(folder) / "r") in str(error)
             assert error.field.startswith(dotted), (error.field, dotted)
             return
         tasks = enumerate_tasks([path])
+    event("accepted: checked as data")
     assert not CANARY.exists()
     for task in tasks:
         for argv in _host_argvs(task):
@@ -181,13 +188,27 @@ def test_payload_is_refused_naming_the_field_or_passed_as_data(field, payload, p
         compose = yaml.safe_load(generate_compose(task.recipe, model_dir="/models"))
         engine = next(iter(compose["services"].values()))
         command = engine.get("command") or []
-        assert list(task.recipe.engine.extra_args) == command[len(command)
-                                                              - len(task.recipe.engine.extra_args):]
+        extra = list(task.recipe.engine.extra_args)
+        assert command[len(command) - len(extra):] == extra
         environment = engine.get("environment") or {}
         if isinstance(environment, list):
             environment = dict(item.split("=", 1) for item in environment)
         for name, env_value in task.recipe.engine.extra_env:
             assert str(environment[name]) == env_value
+
+
+@SETTINGS
+@given(field=st.sampled_from(FIELDS), payload=st.sampled_from(PAYLOADS),
+       prefix=st.sampled_from(["", "a", "--opt="]), suffix=st.sampled_from(["", "z", " "]))
+def test_payload_is_refused_naming_the_field_or_passed_as_data(field, payload, prefix, suffix):
+    _refused_or_data(field, prefix + payload + suffix)
+
+
+@SETTINGS
+@given(field=st.sampled_from(DATA_FIELDS),
+       value=st.text(st.sampled_from(DATA_ALPHABET), min_size=1, max_size=30))
+def test_any_text_in_a_data_field_is_refused_or_arrives_unchanged(field, value):
+    _refused_or_data(field, value)
 
 
 def test_every_payload_is_refused_in_fields_that_take_no_free_text():
