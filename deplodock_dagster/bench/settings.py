@@ -16,6 +16,7 @@ from deplodock_dagster.deploy.params import (
     DEFAULT_ENGINE_PYTHON,
     DEFAULT_MODEL_DIR,
 )
+from deplodock_dagster.envvars import env_flag, env_positive
 from deplodock_dagster.errors import ConfigError
 from deplodock_dagster.recipe.types import RUNTIMES
 from deplodock_dagster.secrets import register_secret
@@ -79,32 +80,15 @@ class BenchSettings:
             "runtime": env.get("DEPLODOCK_RUNTIME") or None,
             "engine_python": engine_python,
             "deploy_dir": env.get("DEPLODOCK_DEPLOY_DIR", DEFAULT_DEPLOY_DIR),
-            "port": _number(env, "DEPLODOCK_ENGINE_PORT", DEFAULT_ENGINE_PORT, int),
-            "health_timeout_s": _number(env, "DEPLODOCK_HEALTH_TIMEOUT_S",
-                                        DEFAULT_HEALTH_TIMEOUT_S, float),
-            "bench_timeout_s": _number(env, "DEPLODOCK_BENCH_TIMEOUT_S",
-                                       DEFAULT_BENCH_TIMEOUT_S, float),
+            "port": env_positive(env, "DEPLODOCK_ENGINE_PORT", int, DEFAULT_ENGINE_PORT),
+            "health_timeout_s": env_positive(env, "DEPLODOCK_HEALTH_TIMEOUT_S", float,
+                                             DEFAULT_HEALTH_TIMEOUT_S),
+            "bench_timeout_s": env_positive(env, "DEPLODOCK_BENCH_TIMEOUT_S", float,
+                                            DEFAULT_BENCH_TIMEOUT_S),
             "ssh_key_path": env.get("DEPLODOCK_SSH_KEY") or None,
             "known_hosts_path": env.get("DEPLODOCK_KNOWN_HOSTS") or None,
-            "install_missing": _flag(env, "DEPLODOCK_INSTALL_MISSING"),
-            "force": _flag(env, "DEPLODOCK_FORCE"),
+            "install_missing": env_flag(env, "DEPLODOCK_INSTALL_MISSING"),
+            "force": env_flag(env, "DEPLODOCK_FORCE"),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
-
-
-def _number(env, name: str, default, kind):
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"environment variable {name}={raw!r} must be positive")
-    return value
-
-
-def _flag(env, name: str) -> bool:
-    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deplodock_dagster import hardware
+from deplodock_dagster.envvars import env_flag, env_list, env_positive, env_text
 from deplodock_dagster.errors import (
     CapacityError,
     ConfigError,
@@ -105,24 +106,13 @@ class CloudSettings:
         env = os.environ if environ is None else environ
 
         def text(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+            return env_text(env, name)
 
         def number(name: str, kind=float):
-            raw = text(name)
-            if raw is None:
-                return None
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
-            if value <= 0:
-                raise ConfigError(f"environment variable {name}={raw!r} must be positive")
-            return value
+            return env_positive(env, name, kind)
 
         def names(name: str) -> tuple[str, ...] | None:
-            raw = text(name)
-            return tuple(p.strip() for p in raw.split(",") if p.strip()) if raw else None
+            return env_list(env, name)
 
         values = {
             "cloudrift_api_key": text("CLOUDRIFT_API_KEY"),
@@ -134,7 +124,7 @@ class CloudSettings:
             "gcp_zone": text("GCP_ZONE"),
             "gcp_compute_endpoint": text("GCP_COMPUTE_ENDPOINT"),
             "gcp_credentials_file": text("GCP_CREDENTIALS_FILE"),
-            "gcp_anonymous": text("DEPLODOCK_GCP_ANONYMOUS") in ("1", "true", "yes"),
+            "gcp_anonymous": env_flag(env, "DEPLODOCK_GCP_ANONYMOUS"),
             "gcp_service_account": text("GCP_SERVICE_ACCOUNT"),
             "gcp_network_tags": names("GCP_NETWORK_TAGS"),
             "gcp_image": text("GCP_IMAGE"),
