@@ -36,6 +36,7 @@ export DEPLODOCK_DEPLOY_DIR=${DEPLODOCK_DEPLOY_DIR:-$PWD/$state/deploy}
 export DEPLODOCK_RESULTS_DIR=${DEPLODOCK_RESULTS_DIR:-$PWD/results}
 export DEPLODOCK_REPORTS_DIR=${DEPLODOCK_REPORTS_DIR:-$PWD/reports}
 export DEPLODOCK_RECIPES_DIR=${DEPLODOCK_RECIPES_DIR:-$PWD/recipes}
+export DEPLODOCK_PRICES_FILE=${DEPLODOCK_PRICES_FILE:-$PWD/pricing.yaml}
 
 echo "run-local: benchmarking recipes/tiny-cpu on this machine (vLLM on the CPU takes a few minutes)"
 exec .venv/bin/deplodock bench tiny-cpu "$@"
