@@ -4,15 +4,18 @@ and a multi-group benchmark still completes every task, deleting every VM.
 One Dagster run over both fake clouds (three groups: two on CloudRift, one on GCE; four
 tasks) with the stand-in engine. Cloud faults are seeded (`fail_fraction`); SSH drops come
 from a thread that, at seeded random moments, kills the per-connection sshd processes of a
-live VM (the listener stays, as after a network cut), a bounded number of times: while an
+live VM (the listener and the remote commands stay, as after a network cut), a bounded number of times: while an
 engine is up (so commands are in flight), at most MAX_DROPS_PER_VM per VM, fewer than the
 runner's attempts per task, so every task must get through.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +25,46 @@ pytestmark = [pytest.mark.sshd, pytest.mark.slow]
 
 MAX_DROPS = 6
 MAX_DROPS_PER_VM = 2
+
+
+def _sshd_sessions(listener_pid: int) -> list[int]:
+    """The per-connection sshd processes below a listening sshd (not what they run)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(
+                int(entry.name))
+    found, queue = [], [listener_pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            try:
+                name = Path(f"/proc/{child}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name == "sshd":
+                found.append(child)
+                queue.append(child)
+    return found
+
+
+def cut_connections(server) -> int:
+    """Kill the sshd processes serving `server`'s connections, as a network cut ends them.
+
+    The commands they ran are left to finish on their own (a real cut does not SIGKILL the
+    remote side, and killing a shell mid-startup can leave stale locks behind on this
+    machine, e.g. pyenv's rehash lock). Returns how many sessions were cut.
+    """
+    sessions = _sshd_sessions(server.process.pid)
+    for pid in sessions:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(sessions)
 
 
 class ConnectionDropper:
@@ -60,7 +103,7 @@ class ConnectionDropper:
             if not servers:
                 continue
             server = self.random.choice(servers)
-            if server.drop_connections():
+            if cut_connections(server):
                 self.drops.append(server.address)
 
 
