@@ -40,16 +40,21 @@ def run_suite(tests: list[str], keyword: str | None, out: Path) -> int:
     print(f"running: {' '.join(argv[2:])}", file=sys.stderr, flush=True)
     completed = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    tail = completed.stdout.strip().splitlines()[-1:] if completed.stdout.strip() else []
-    for line in tail:
+    lines = completed.stdout.strip().splitlines()
+    # Failures of tests that fill no row (e.g. the hypothesis tests) show here.
+    for line in [line for line in lines if line.startswith(("FAILED", "ERROR"))] + lines[-1:]:
         print(f"pytest: {line}", file=sys.stderr)
     return completed.returncode
 
 
 def read_rows(path: Path) -> list[dict]:
+    """Rows from a JSON-lines file (as the tests write) or a JSON list (as --json writes)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _cell(value, width: int) -> list[str]:
@@ -96,7 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("-k", dest="keyword", help="only rows whose test matches (pytest -k)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--rows", type=Path,
-                        help="print the table of an existing rows file; run nothing")
+                        help="print the table of a rows file (from --json); run nothing")
     args = parser.parse_args(argv)
 
     if args.rows:
