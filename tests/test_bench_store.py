@@ -3,7 +3,12 @@
 import json
 
 from deplodock_dagster.bench.store import ResultStore, task_slug
-from deplodock_dagster.bench.types import OUTCOME_FAILED, OUTCOME_SUCCEEDED, BenchmarkMetrics, TaskResult
+from deplodock_dagster.bench.types import (
+    OUTCOME_FAILED,
+    OUTCOME_SUCCEEDED,
+    BenchmarkMetrics,
+    TaskResult,
+)
 from deplodock_dagster.secrets import register_secret
 
 

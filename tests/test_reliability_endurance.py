@@ -4,9 +4,10 @@ and a multi-group benchmark still completes every task, deleting every VM.
 One Dagster run over both fake clouds (three groups: two on CloudRift, one on GCE; four
 tasks) with the stand-in engine. Cloud faults are seeded (`fail_fraction`); SSH drops come
 from a thread that, at seeded random moments, kills the per-connection sshd processes of a
-live VM (the listener and the remote commands stay, as after a network cut), a bounded number of times: while an
-engine is up (so commands are in flight), at most MAX_DROPS_PER_VM per VM, fewer than the
-runner's attempts per task, so every task must get through.
+live VM (the listener and the remote commands stay, as after a network cut), a bounded
+number of times: while an engine is up (so commands are in flight), at most
+MAX_DROPS_PER_VM per VM, fewer than the runner's attempts per task, so every task must get
+through.
 """
 
 from __future__ import annotations
