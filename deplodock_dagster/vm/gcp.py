@@ -38,12 +38,10 @@ from deplodock_dagster.vm.types import (
 logger = logging.getLogger(__name__)
 
 PROVIDER = "gcp"
-DEFAULT_ENDPOINT = "https://compute.googleapis.com/compute/v1/"
 DEFAULT_IMAGE = (
     "projects/ubuntu-os-accelerator-images/global/images/family/"
     "ubuntu-accelerator-2404-amd64-with-nvidia-570"
 )
-DEFAULT_SSH_USER = "deplodock"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 STANDARD, SPOT, FLEX_START = "STANDARD", "SPOT", "FLEX_START"
 PROVISIONING_MODELS = (STANDARD, SPOT, FLEX_START)

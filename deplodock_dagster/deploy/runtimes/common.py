@@ -151,8 +151,6 @@ def local_url(params: DeployParams, path: str) -> str:
 
 # Health, with a deadline, and a probe that can say "the engine is gone".
 
-ALIVE = "alive"
-
 
 def poll_health(
     params: DeployParams,
